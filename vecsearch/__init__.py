@@ -1,0 +1,45 @@
+"""vecsearch: find the images that look like this one, with similarity percentages you can trust.
+
+    import vecsearch
+    index = vecsearch.build(["~/photos"], "indexes/photos")
+    index = vecsearch.open("indexes/photos")
+    hits = index.search("q.jpg", k=20, min_similarity=70)
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .build import build
+    from .encoder import Encoder, EncoderConfig
+    from .search import Hit, Index
+
+__all__ = ["build", "open", "Index", "Hit", "Encoder", "EncoderConfig", "ImageError", "__version__"]
+
+_LAZY = {
+    "build": ("build", "build"),
+    "Index": ("search", "Index"),
+    "Hit": ("search", "Hit"),
+    "Encoder": ("encoder", "Encoder"),
+    "EncoderConfig": ("encoder", "EncoderConfig"),
+    "ImageError": ("images", "ImageError"),
+}
+
+
+def open(path):  # noqa: A001 - the documented name: vecsearch.open(path)
+    """Open the index directory at ``path`` for search (see ``Index``)."""
+    from .search import open_index
+
+    return open_index(path)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: a CLI query must not pay for importing the build pipeline.
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'vecsearch' has no attribute {name!r}")

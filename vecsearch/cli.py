@@ -1,0 +1,188 @@
+"""The ``vecsearch`` command (python-fire): thin wrappers that format what the Python API returns.
+
+Results go to stdout (table, JSON lines or CSV); progress bars and messages go to stderr. Errors a
+user can fix (a missing index, an unreadable query, a bad argument) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+from typing import Any, Iterable
+
+DEFAULT_INDEX = "indexes/default"
+FORMATS = ("table", "json", "csv")
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _paths(sources: Iterable[Any]) -> list[str]:
+    # fire turns arguments that look like numbers or lists into Python values: paths are text.
+    out: list[str] = []
+    for s in sources:
+        out += [str(x) for x in s] if isinstance(s, (list, tuple)) else [str(s)]
+    return out
+
+
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+
+
+def _quiet_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+def build(*sources: str, index: str = DEFAULT_INDEX, workers: int | None = None, scheduler: str | None = None,
+          batch_size: int = 64, memory_budget: str | None = None, encoder: str | None = None,
+          retrain: bool = False, quiet: bool = False) -> None:
+    """Index images: folders (recursive), files, glob patterns, or .txt files listing paths.
+
+    Resumes where it stopped if killed and run again with the same sources. Bad files are skipped
+    and listed (see `vecsearch info --skipped`).
+
+    Args:
+        sources: where the images are.
+        index: the index directory to create or replace (default indexes/default).
+        workers: processes that encode images; 0 = in this process; default: one per core.
+        scheduler: address of a Dask scheduler (tcp://host:8786) to encode on a cluster instead.
+        batch_size: images per task; each finished batch is saved, so a restart loses at most these.
+        memory_budget: memory the index may take, like 4G; above it vectors are compressed (SQ8, PQ).
+        encoder: use this trained encoder (an encoder .npz or another index's directory).
+        retrain: train a new encoder on this collection even if the index already has one.
+        quiet: no progress bars or summary.
+    """
+    from .build import build as run_build
+
+    _quiet_logging(quiet)
+    srcs = _paths(sources)
+    if not srcs:
+        raise UsageError("give at least one SOURCE: a folder, file, glob or .txt list of image paths")
+    result = run_build(srcs, index, encoder=encoder, retrain=retrain, workers=workers, scheduler=scheduler,
+                       batch_size=int(batch_size), memory_budget=memory_budget, quiet=quiet)
+    if not quiet:
+        print(f"{result.path}: {result.last_build.summary()}", file=sys.stderr)
+
+
+def query(*images: str, index: str = DEFAULT_INDEX, k: int = 10, min_similarity: float = 0.0, format: str = "table") -> None:
+    """Find the images most like each query image, best first, with calibrated similarity %.
+
+    Args:
+        images: query image files.
+        index: the index directory (default indexes/default).
+        k: how many hits per query at most.
+        min_similarity: only hits at or above this percentage (0-100).
+        format: table (default), json (one object per hit per line) or csv.
+    """
+    from .search import open_index
+
+    _check_format(format)
+    queries = _paths(images)
+    if not queries:
+        raise UsageError("give at least one query IMAGE")
+    for q in queries:
+        if not os.path.isfile(q):
+            raise UsageError(f"{q}: query image not found")
+    idx = open_index(index)
+    results = idx.search_many(queries, k=int(k), min_similarity=float(min_similarity))
+    rows = [
+        {"query": q, "rank": h.rank, "similarity": round(h.similarity, 1), "distance": round(h.distance, 4), "id": h.id, "path": h.path}
+        for q, hits in zip(queries, results)
+        for h in hits
+    ]
+    _emit(rows, format, ["query", "rank", "similarity", "distance", "id", "path"], group_by="query")
+
+
+def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table") -> None:
+    """Describe an index: size, encoder, index type and tuned recall, calibration, skipped files.
+
+    Args:
+        index: the index directory (default indexes/default).
+        skipped: list the files that could not be indexed, with the reason for each.
+        format: table (default), json or csv (csv only with --skipped).
+    """
+    from .search import open_index
+
+    _check_format(format)
+    idx = open_index(index)
+    if skipped:
+        t = idx.skipped()
+        _emit([{"path": p, "reason": r} for p, r in zip(t["path"].to_pylist(), t["reason"].to_pylist())], format, ["path", "reason"])
+        return
+    data = idx.info()
+    if format == "json":
+        print(json.dumps(data))
+        return
+    ix, enc = data["index"], data["encoder"]
+    recall = ix.get("recall_at_10")
+    lines = [
+        ("index", data["path"]),
+        ("version", data["version"]),
+        ("images", data["images"]),
+        ("skipped", f"{data['skipped']} (list them with --skipped)" if data["skipped"] else 0),
+        ("dimension", data["dimension"]),
+        ("faiss index", f"{ix.get('factory')} (exact)" if ix.get("nlist") == 1 else f"{ix.get('factory')}, nprobe {ix.get('nprobe')}"),
+        ("recall@10", f"{recall:.3f} vs exact search" if recall is not None else "not measured"),
+        ("encoder", f"{enc.get('fingerprint')}: {json.dumps(enc.get('config'))}"),
+        ("calibration", f"{data['calibration'].get('positives')} edited copies vs {data['calibration'].get('negatives')} non-matching hits"),
+        ("committed", data["committed_at"]),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")
+
+
+def _emit(rows: list[dict], format: str, columns: list[str], group_by: str | None = None) -> None:
+    out = sys.stdout
+    if format == "json":
+        for r in rows:
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+    elif format == "csv":
+        w = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        shown = [c for c in columns if c != group_by]
+        current = first = object()
+        table = [[str(r[c]) for c in shown] for r in rows]
+        widths = [max([len(c)] + [len(t[i]) for t in table]) for i, c in enumerate(shown)]
+        header = "  ".join(c.ljust(w) for c, w in zip(shown, widths)).rstrip()
+        if not group_by:
+            print(header, file=out)
+        for r, t in zip(rows, table):
+            if group_by and r[group_by] != current:
+                print(f"{'' if current is first else chr(10)}{group_by}: {r[group_by]}\n{header}", file=out)
+                current = r[group_by]
+            print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip(), file=out)
+        if not rows:
+            print("(no results)", file=sys.stderr)
+
+
+COMMANDS = {"build": build, "query": query, "info": info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import fire
+
+    from .images import ImageError
+    from .store import IndexError_
+
+    try:
+        fire.Fire(COMMANDS, command=argv, name="vecsearch")
+    except (UsageError, IndexError_, ImageError, ValueError, FileNotFoundError, PermissionError, RuntimeError) as e:
+        print(f"vecsearch: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vecsearch: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

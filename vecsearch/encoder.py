@@ -1,0 +1,277 @@
+"""The encoder: image → one fixed-length float32 vector, with state trained once and saved.
+
+vector = L2-normalise([√w · colour, √(1-w) · PCA(VLAD(ORB))]) where both parts have unit norm, so
+``colour_weight`` w is the colour part's share of the squared norm. Everything that shapes a vector
+(config, vocabulary, PCA, colour mean) lives in one ``.npz`` written without pickle, so any process
+that loads it encodes identically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from . import images as imgs
+from .features import colour_histogram, orb_descriptors, vlad
+from .features.vlad import unpack_bits
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+ENCODER_FILE = "encoder.npz"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Parameters of the encoder; chosen by measurement (bench/RESULTS.md)."""
+
+    max_side: int = 640
+    n_features: int = 1000
+    n_centres: int = 64
+    pca_dim: int = 256
+    whiten: float = 0.0  # 0 = no whitening, 1 = full; divides by eigenvalue^(whiten/2)
+    colour_weight: float = 0.4
+    colour_bins: tuple[int, int, int] = (8, 12, 3)
+    colour_grid: int = 2
+    colour_grid_bins: tuple[int, int, int] = (8, 3, 3)
+    colour_grid_weight: float = 1.0
+    train_images: int = 1000  # sample size for the vocabulary and the PCA
+    seed: int = 1234
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EncoderConfig":
+        raw = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"encoder config has unknown fields {sorted(unknown)} (made by a newer vecsearch?)")
+        for k in ("colour_bins", "colour_grid_bins"):
+            if k in raw:
+                raw[k] = tuple(raw[k])
+        return cls(**raw)
+
+
+@dataclass
+class Features:
+    """What one image yields before the batch-level (matrix) part of encoding."""
+
+    colour: np.ndarray
+    descriptors: np.ndarray
+
+
+def extract(pixels: np.ndarray, config: EncoderConfig) -> Features:
+    colour = colour_histogram(pixels, config.colour_bins, config.colour_grid, config.colour_grid_bins, config.colour_grid_weight)
+    return Features(colour, orb_descriptors(pixels, config.n_features))
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _views(pixels: list[np.ndarray], needed: int, seed: int) -> list[np.ndarray]:
+    """The images, topped up with random crops and mirrors of them until there are ``needed``.
+
+    Lets a collection too small to fit a PCA on still get a working encoder.
+    """
+    rng = np.random.default_rng(seed)
+    out = list(pixels)
+    i = 0
+    while len(out) < needed and pixels:
+        p = pixels[i % len(pixels)]
+        h, w = p.shape[:2]
+        f = rng.uniform(0.5, 0.9)
+        ch, cw = max(8, int(h * f)), max(8, int(w * f))
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        v = p[y : y + ch, x : x + cw]
+        out.append(np.ascontiguousarray(v[:, ::-1] if rng.random() < 0.5 else v))
+        i += 1
+    return out
+
+
+@dataclass
+class EncodedFiles:
+    """Result of encoding a batch of files: vectors for the good ones, reasons for the bad ones."""
+
+    vectors: np.ndarray
+    infos: list[imgs.FileInfo] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Encoder:
+    """Trained encoder state. Immutable after fitting; ``encode`` is safe to call from several threads."""
+
+    def __init__(self, config: EncoderConfig, centres: np.ndarray, pca_mean: np.ndarray, pca_components: np.ndarray, colour_mean: np.ndarray):
+        self.config = config
+        self.centres = np.ascontiguousarray(centres, np.float32)
+        self.pca_mean = np.ascontiguousarray(pca_mean, np.float32)
+        self.pca_components = np.ascontiguousarray(pca_components, np.float32)
+        self.colour_mean = np.ascontiguousarray(colour_mean, np.float32)
+
+    # ---- shape -----------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.colour_mean.shape[0] + self.pca_components.shape[0])
+
+    @property
+    def colour_dim(self) -> int:
+        return int(self.colour_mean.shape[0])
+
+    def fingerprint(self) -> str:
+        """Short hash of the state: two encoders with the same fingerprint make the same vectors."""
+        import hashlib
+
+        h = hashlib.sha1(self.config.to_json().encode())
+        for a in (self.centres, self.pca_mean, self.pca_components, self.colour_mean):
+            h.update(a.tobytes())
+        return h.hexdigest()[:16]
+
+    # ---- encoding --------------------------------------------------------------------------
+    def encode_features(self, feats: Sequence[Features]) -> np.ndarray:
+        """The batch (matrix) half of encoding: VLAD, PCA, weighting; (n, dim) float32."""
+        if not feats:
+            return np.zeros((0, self.dim), np.float32)
+        w = self.config.colour_weight
+        colour = _l2(np.stack([f.colour for f in feats]) - self.colour_mean)
+        v = vlad([f.descriptors for f in feats], self.centres)
+        has_words = np.linalg.norm(v, axis=1) > 0
+        v = _l2((v - self.pca_mean) @ self.pca_components.T) * has_words[:, None]
+        return _l2(np.hstack([np.sqrt(w) * colour, np.sqrt(1 - w) * v]).astype(np.float32))
+
+    def encode(self, images: Iterable[imgs.ImageInput] | imgs.ImageInput) -> np.ndarray:
+        """Encode paths, encoded bytes or decoded arrays (BGR, as OpenCV) → (n, dim) float32.
+
+        Raises ImageError naming the first input that cannot be decoded; use ``encode_files`` to skip
+        bad files instead.
+        """
+        if isinstance(images, (str, os.PathLike, bytes, np.ndarray)) and not (isinstance(images, np.ndarray) and images.dtype == object):
+            images = [images]
+        feats = []
+        for i, image in enumerate(images):
+            try:
+                feats.append(extract(imgs.to_pixels(image, self.config.max_side), self.config))
+            except imgs.ImageError as e:
+                name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"input {i}"
+                raise imgs.ImageError(f"{name}: {e}") from None
+        return self.encode_features(feats)
+
+    def encode_files(self, paths: Sequence[str]) -> EncodedFiles:
+        """Encode files, skipping (and reporting) the ones that cannot be read or decoded."""
+        feats, infos, failures = [], [], []
+        for path in paths:
+            try:
+                pixels, info = imgs.load(path, self.config.max_side)
+                feats.append(extract(pixels, self.config))
+                infos.append(info)
+            except imgs.ImageError as e:
+                failures.append((path, str(e)))
+            except Exception as e:  # a decoder bug must cost one file, not the build
+                failures.append((path, f"unexpected error: {type(e).__name__}: {e}"))
+        return EncodedFiles(self.encode_features(feats), infos, failures)
+
+    # ---- training --------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        images: Iterable[imgs.ImageInput],
+        config: EncoderConfig | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> "Encoder":
+        """Train the vocabulary (faiss k-means), the PCA and the colour mean on sample images.
+
+        Unreadable inputs are skipped. With fewer images than the PCA needs, crops of them and of
+        the example photos shipped with vecsearch fill the gap.
+        """
+        import faiss
+        from sklearn.decomposition import PCA
+
+        config = config or EncoderConfig()
+        pixels = []
+        for image in images:
+            try:
+                pixels.append(imgs.to_pixels(image, config.max_side))
+            except imgs.ImageError as e:
+                log.warning("training: skipped %s: %s", image if isinstance(image, (str, os.PathLike)) else "an input", e)
+            if progress:
+                progress(1)
+        needed = 2 * config.pca_dim
+        if len(pixels) < needed:
+            pixels += [imgs.to_pixels(p, config.max_side) for p in example_images()]
+            pixels = _views(pixels, needed, config.seed)
+        feats = [extract(p, config) for p in pixels]
+        desc = np.concatenate([f.descriptors for f in feats])
+        if len(desc) < config.n_centres * 4:
+            raise ValueError("too few ORB keypoints in the training images to build a vocabulary")
+        x = unpack_bits(desc)
+        km = faiss.Kmeans(x.shape[1], config.n_centres, niter=20, seed=config.seed, spherical=False)
+        km.train(x)
+        centres = km.centroids.copy()
+        v = vlad([f.descriptors for f in feats], centres)
+        pca = PCA(n_components=config.pca_dim, svd_solver="randomized", random_state=config.seed).fit(v)
+        comps = pca.components_.astype(np.float32)
+        if config.whiten:
+            comps /= (pca.explained_variance_.astype(np.float32)[:, None] + 1e-9) ** (config.whiten / 2)
+        colour_mean = np.stack([f.colour for f in feats]).mean(axis=0)
+        return cls(config, centres, pca.mean_, comps, colour_mean)
+
+    # ---- persistence -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the state to ``path`` (a .npz file, or a directory that gets encoder.npz)."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path.mkdir(parents=True, exist_ok=True)
+            path = path / ENCODER_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                format=np.array(FORMAT),
+                config=np.array(self.config.to_json()),
+                centres=self.centres,
+                pca_mean=self.pca_mean,
+                pca_components=self.pca_components,
+                colour_mean=self.colour_mean,
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Encoder":
+        """Load from an encoder .npz, a directory holding encoder.npz, or an index directory."""
+        from .store import resolve_encoder_path
+
+        path = resolve_encoder_path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                fmt = int(z["format"])
+                if fmt > FORMAT:
+                    raise ValueError(f"{path}: encoder format {fmt} is newer than this vecsearch understands ({FORMAT})")
+                config = EncoderConfig.from_json(str(z["config"]))
+                enc = cls(config, z["centres"], z["pca_mean"], z["pca_components"], z["colour_mean"])
+        except (OSError, KeyError, ValueError, EOFError) as e:
+            msg = str(e)
+            raise ValueError(msg if msg.startswith(str(path)) else f"{path}: not a valid encoder file ({msg})") from None
+        return enc
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config.to_json(), "arrays": (self.centres, self.pca_mean, self.pca_components, self.colour_mean)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(EncoderConfig.from_json(state["config"]), *state["arrays"])
+
+
+def example_images() -> list[str]:
+    """Paths of the small public-domain/CC0 photos shipped with vecsearch (see examples/SOURCES.md)."""
+    folder = Path(__file__).parent / "examples"
+    return sorted(str(p) for p in folder.glob("*.jpg"))

@@ -1,0 +1,106 @@
+"""Retrieval and calibration metrics on labelled sets in the ``groups.csv`` format (path,group).
+
+Protocols follow each set's SOURCE.md: every image (or those in queries.csv) queries the whole set;
+mAP, recall@1 and precision@10 exclude the query itself, the UKBench N-S score counts it (top 4).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class LabelledSet:
+    root: Path
+    paths: list[str]  # absolute
+    groups: np.ndarray  # int group id per path
+    queries: np.ndarray  # indices into paths
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+
+def load_labelled_set(root: str | os.PathLike) -> LabelledSet:
+    """Read ``groups.csv`` (and ``queries.csv`` if present) from a labelled set folder."""
+    root = Path(root)
+    groups_file = root / "groups.csv"
+    if not groups_file.is_file():
+        raise FileNotFoundError(f"{root}: no groups.csv (expected columns path,group)")
+    with open(groups_file, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "path" not in rows[0] or "group" not in rows[0]:
+        raise ValueError(f"{groups_file}: expected a header 'path,group'")
+    paths = [str(root / r["path"]) for r in rows]
+    names = {g: i for i, g in enumerate(dict.fromkeys(r["group"] for r in rows))}
+    groups = np.array([names[r["group"]] for r in rows])
+    index = {p: i for i, p in enumerate(paths)}
+    qfile = root / "queries.csv"
+    if qfile.is_file():
+        with open(qfile, newline="") as f:
+            queries = np.array([index[str(root / r["path"])] for r in csv.DictReader(f)])
+    else:
+        queries = np.arange(len(paths))
+    return LabelledSet(root, paths, groups, queries)
+
+
+def ranking(vectors: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ranking of the whole set for each query: (order, distances), both (q, n)."""
+    q = vectors[queries]
+    d = (q * q).sum(1)[:, None] + (vectors * vectors).sum(1)[None, :] - 2 * q @ vectors.T
+    order = np.argsort(d, axis=1, kind="stable")
+    return order, np.take_along_axis(d, order, axis=1)
+
+
+def retrieval_metrics(order: np.ndarray, groups: np.ndarray, queries: np.ndarray) -> dict[str, float]:
+    """mAP, recall@1, P@10, P@20 (query excluded) and the N-S score (top 4, query included)."""
+    from sklearn.metrics import average_precision_score
+
+    aps, r1, p10, p20, ns = [], [], [], [], []
+    for qi, row in zip(queries, order):
+        rel = groups[row] == groups[qi]
+        ns.append(rel[:4].sum())
+        keep = row != qi
+        rel_x = rel[keep]
+        n = len(rel_x)
+        if rel_x.any():
+            aps.append(average_precision_score(rel_x, np.arange(n, 0, -1)))
+        r1.append(rel_x[0])
+        p10.append(rel_x[:10].mean())
+        p20.append(rel_x[:20].mean())
+    return {
+        "mAP": float(np.mean(aps)),
+        "recall@1": float(np.mean(r1)),
+        "P@10": float(np.mean(p10)),
+        "P@20": float(np.mean(p20)),
+        "N-S": float(np.mean(ns)),
+    }
+
+
+def evaluate_vectors(vectors: np.ndarray, data: LabelledSet) -> dict[str, float]:
+    order, _ = ranking(np.asarray(vectors, np.float32), data.queries)
+    return retrieval_metrics(order, data.groups, data.queries)
+
+
+def reliability(similarity: np.ndarray, relevant: np.ndarray, bins: int = 10) -> tuple[list[dict], float]:
+    """Reliability table of reported percentages against the truth, and the expected calibration error.
+
+    ``similarity`` in percent; each bin reports its count, mean stated %, and fraction truly relevant.
+    """
+    p = np.clip(np.asarray(similarity, float) / 100.0, 0, 1)
+    relevant = np.asarray(relevant, bool)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        m = which == b
+        if not m.any():
+            continue
+        stated, observed = float(p[m].mean()), float(relevant[m].mean())
+        ece += m.sum() / len(p) * abs(stated - observed)
+        table.append({"bin": f"{edges[b]*100:.0f}-{edges[b+1]*100:.0f}%", "n": int(m.sum()), "stated": stated, "observed": observed})
+    return table, float(ece)

@@ -1,0 +1,98 @@
+"""Run the encoder over batches of files: in-process, in a local process pool, or on a Dask cluster.
+
+All three take the same (batch number, paths) tasks and yield (batch number, EncodedFiles) as they
+finish, keeping only a bounded number of batches in flight so memory does not grow with N. The
+encoder is shipped to each worker once: pool workers load it from its .npz file, Dask workers get
+it scattered (broadcast) once.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Iterable, Iterator
+
+from .encoder import EncodedFiles, Encoder
+
+Task = tuple[int, list[str]]
+
+_worker_encoder: Encoder | None = None
+
+
+def _init_worker(encoder_path: str) -> None:
+    global _worker_encoder
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already; threads inside would oversubscribe
+    _worker_encoder = Encoder.load(encoder_path)
+
+
+def _encode_in_worker(task: Task) -> tuple[int, EncodedFiles]:
+    assert _worker_encoder is not None
+    return task[0], _worker_encoder.encode_files(task[1])
+
+
+def _encode_with(encoder: Encoder, task: Task) -> tuple[int, EncodedFiles]:
+    return task[0], encoder.encode_files(task[1])
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run(encoder: Encoder, encoder_path: str, tasks: Iterable[Task], workers: int | None = None, scheduler: str | None = None) -> Iterator[tuple[int, EncodedFiles]]:
+    """Encode every task; ``workers=0`` runs in this process, ``scheduler`` names a Dask scheduler."""
+    if scheduler:
+        yield from _run_dask(encoder, tasks, scheduler)
+    elif workers == 0:
+        for task in tasks:
+            yield _encode_with(encoder, task)
+    else:
+        yield from _run_pool(encoder_path, tasks, workers or default_workers())
+
+
+def _bounded(submit, tasks: Iterable[Task], in_flight: int, wait_some) -> Iterator:
+    pending: set = set()
+    for task in tasks:
+        pending.add(submit(task))
+        if len(pending) >= in_flight:
+            done, pending = wait_some(pending)
+            yield from done
+    while pending:
+        done, pending = wait_some(pending)
+        yield from done
+
+
+def _run_pool(encoder_path: str, tasks: Iterable[Task], workers: int) -> Iterator[tuple[int, EncodedFiles]]:
+    import multiprocessing as mp
+
+    # forkserver: forking a process that already runs OpenMP (faiss) threads can deadlock.
+    ctx = mp.get_context("forkserver")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(encoder_path,)) as pool:
+
+        def wait_some(pending):
+            done, rest = wait(pending, return_when=FIRST_COMPLETED)
+            return done, rest
+
+        for fut in _bounded(lambda t: pool.submit(_encode_in_worker, t), tasks, 2 * workers, wait_some):
+            yield fut.result()
+
+
+def _run_dask(encoder: Encoder, tasks: Iterable[Task], scheduler: str) -> Iterator[tuple[int, EncodedFiles]]:
+    try:
+        from distributed import Client, wait as dask_wait
+    except ImportError:
+        raise RuntimeError("--scheduler needs dask.distributed: pip install 'vecsearch[dask]'") from None
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler, set_as_default=False)
+    try:
+        workers = max(1, sum(client.nthreads().values()))
+        shipped = client.scatter(encoder, broadcast=True)
+
+        def wait_some(pending):
+            res = dask_wait(list(pending), return_when="FIRST_COMPLETED")
+            return res.done, set(res.not_done)
+
+        for fut in _bounded(lambda t: client.submit(_encode_with, shipped, t, pure=False), tasks, 2 * workers, wait_some):
+            yield fut.result()
+    finally:
+        if client is not scheduler:
+            client.close()

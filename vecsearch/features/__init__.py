@@ -1,0 +1,6 @@
+"""Pure functions from pixels to features: no files, no indexes."""
+from .colour import colour_histogram
+from .orb import orb_descriptors
+from .vlad import vlad
+
+__all__ = ["colour_histogram", "orb_descriptors", "vlad"]

@@ -1,0 +1,221 @@
+"""Finding image files and decoding them robustly into small BGR arrays.
+
+Decoding goes through Pillow because it reads headers without decoding (so decompression bombs are
+refused before any pixel is allocated), applies EXIF orientation, and decodes JPEGs at a reduced DCT
+scale (``draft``), which is most of the speed of a build over large photos.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Union
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+#: Larger images are refused unread: a decoded 100-megapixel RGB image is already 300 MB.
+MAX_PIXELS = 100_000_000
+LIST_SUFFIXES = frozenset({".txt", ".lst"})
+
+ImageInput = Union[str, os.PathLike, bytes, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message says why in a few words."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What the metadata table keeps of one image file."""
+
+    path: str
+    bytes: int
+    mtime: float
+    sha1: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    path: str
+    reason: str
+
+
+def _read_list(path: Path) -> Iterator[Path]:
+    base = path.parent
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                p = Path(os.path.expanduser(line))
+                yield p if p.is_absolute() else base / p
+
+
+def _walk(root: Path, problems: list[ScanProblem]) -> Iterator[Path]:
+    def onerror(err: OSError) -> None:
+        problems.append(ScanProblem(str(err.filename), f"cannot list directory: {err.strerror}"))
+
+    # followlinks=False: a symlink loop cannot make the walk endless.
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                yield Path(dirpath) / name
+
+
+def iter_image_paths(sources: Iterable[str | os.PathLike], problems: list[ScanProblem] | None = None) -> Iterator[str]:
+    """Yield image paths from folders (recursive), files, glob patterns and .txt/.lst lists of paths.
+
+    Paths are absolute and each is yielded once. Sources that match nothing are recorded in
+    ``problems`` (when given) instead of raising, so one typo does not abort a long build.
+    """
+    problems = problems if problems is not None else []
+    seen: set[str] = set()
+    for source in sources:
+        source = os.path.expanduser(os.fspath(source))
+        p = Path(source)
+        if p.is_dir():
+            candidates: Iterable[Path] = _walk(p, problems)
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            candidates = _read_list(p)
+        elif p.exists() or p.is_symlink():
+            candidates = [p]
+        elif glob.has_magic(source):
+            matches = sorted(glob.glob(source, recursive=True))
+            candidates = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_EXTENSIONS]
+            if not matches:
+                problems.append(ScanProblem(source, "pattern matches no file"))
+        else:
+            problems.append(ScanProblem(source, "no such file or directory"))
+            continue
+        for c in candidates:
+            key = os.path.abspath(c)
+            if key not in seen:
+                seen.add(key)
+                yield key
+
+
+def _to_bgr(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = a.max() if a.size else 1.0
+        a = a * (255.0 / (65535.0 if hi > 255 else max(hi, 1.0)))
+        return cv2.cvtColor(np.clip(a, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im)
+    rgb = np.asarray(im.convert("RGB"))
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def fit_size(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    """Shrink so the longer side is at most ``max_side`` (area interpolation; never enlarges)."""
+    h, w = pixels.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return pixels
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+
+
+def decode(data: bytes, max_side: int) -> tuple[np.ndarray, int, int]:
+    """Decode image bytes to BGR uint8 with the longer side ≤ max_side; also return the full (width, height)."""
+    if not data:
+        raise ImageError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(f"too large ({width}x{height} pixels, limit {MAX_PIXELS:,})")
+                scale = max_side / max(width, height)
+                if scale < 1 and im.format == "JPEG":
+                    im.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+                im = ImageOps.exif_transpose(im)
+                pixels = _to_bgr(im)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"too large: {e}") from None
+    except Image.DecompressionBombWarning as e:
+        raise ImageError(f"too large: {e}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError("not a recognised image format") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"cannot decode: {e}") from None
+    if pixels.size == 0:
+        raise ImageError("image has no pixels")
+    # exif_transpose may swap the axes: report the size as displayed.
+    if pixels.shape[1] < pixels.shape[0] and width > height or pixels.shape[1] > pixels.shape[0] and width < height:
+        width, height = height, width
+    return fit_size(pixels, max_side), width, height
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except IsADirectoryError:
+        raise ImageError("is a directory") from None
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as e:
+        raise ImageError(f"cannot read: {e.strerror or e}") from None
+
+
+def load(path: str | os.PathLike, max_side: int) -> tuple[np.ndarray, FileInfo]:
+    """Read, hash and decode one file; raises ImageError with a short reason."""
+    data = read_file(path)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ImageError(f"cannot stat: {e.strerror}") from None
+    pixels, width, height = decode(data, max_side)
+    info = FileInfo(os.fspath(path), len(data), st.st_mtime, hashlib.sha1(data).hexdigest(), width, height)
+    return pixels, info
+
+
+def to_pixels(image: ImageInput, max_side: int) -> np.ndarray:
+    """Any accepted image input (path, encoded bytes, or a decoded array) to BGR uint8 at working size.
+
+    Arrays are taken as OpenCV does: 2-D grey, or H×W×3 BGR, or H×W×4 BGRA; uint8, or uint16 scaled down.
+    """
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.dtype == np.uint16:
+            a = (a >> 8).astype(np.uint8)
+        elif a.dtype != np.uint8:
+            if np.issubdtype(a.dtype, np.floating) and a.size and float(np.nanmax(a)) <= 1.0:
+                a = a * 255.0
+            a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
+        if a.ndim == 2:
+            a = cv2.cvtColor(a, cv2.COLOR_GRAY2BGR)
+        elif a.ndim == 3 and a.shape[2] == 1:
+            a = cv2.cvtColor(a[:, :, 0], cv2.COLOR_GRAY2BGR)
+        elif a.ndim == 3 and a.shape[2] == 4:
+            a = cv2.cvtColor(a, cv2.COLOR_BGRA2BGR)
+        elif not (a.ndim == 3 and a.shape[2] == 3):
+            raise ImageError(f"array of shape {image.shape} is not an image (want H×W, H×W×3 or H×W×4)")
+        if a.shape[0] == 0 or a.shape[1] == 0:
+            raise ImageError("image has no pixels")
+        return fit_size(np.ascontiguousarray(a), max_side)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode(bytes(image), max_side)[0]
+    return decode(read_file(image), max_side)[0]

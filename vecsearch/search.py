@@ -1,0 +1,163 @@
+"""Opening an index and answering queries: encode, search, map distances to %, join metadata.
+
+Only what a query needs is imported here (no training, Dask or HTML code), the FAISS lists are
+memory-mapped, and only the metadata rows of the hits are read.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import index as faiss_index
+from . import store
+from .calibration import Calibration
+from .encoder import Encoder
+from .images import ImageInput
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``similarity`` is the calibrated percentage (0–100); ``distance`` squared L2."""
+
+    id: int
+    path: str
+    similarity: float
+    distance: float
+    rank: int = 1
+
+
+class Index:
+    """A committed version of an index directory, opened for search."""
+
+    last_build = None  # set by build(): the BuildReport of the build that made it
+
+    def __init__(self, version: store.Version):
+        self.version = version
+        self.path = version.root
+        self.manifest = version.manifest
+        try:
+            self.encoder = Encoder.load(version.file("encoder"))
+        except (ValueError, OSError) as e:
+            raise store.IndexError_(str(e)) from None
+        self._check_size("index")
+        try:
+            self.faiss = faiss_index.load(version.file("index"))
+        except RuntimeError as e:
+            raise store.IndexError_(f"{version.file('index')}: damaged FAISS index ({str(e).splitlines()[0][:200]})") from None
+        try:
+            self.calibration = Calibration.load(version.file("calibration"))
+        except (ValueError, OSError) as e:
+            raise store.IndexError_(str(e)) from None
+        self._metadata_path = version.file("metadata")
+        if not self._metadata_path.is_file():
+            raise store.IndexError_(f"{self._metadata_path}: metadata file is missing")
+        if self.faiss.d != self.encoder.dim:
+            raise store.IndexError_(f"{version.file('index')}: dimension {self.faiss.d} does not match the encoder's {self.encoder.dim}")
+
+    def _check_size(self, role: str) -> None:
+        f = self.version.file(role)
+        want = self.manifest["files"][role].get("bytes")
+        try:
+            have = f.stat().st_size
+        except OSError:
+            raise store.IndexError_(f"{f}: {role} file is missing") from None
+        if want is not None and have != want:
+            raise store.IndexError_(f"{f}: {role} file is damaged ({have} bytes, manifest says {want})")
+
+    def __len__(self) -> int:
+        return int(self.faiss.ntotal)
+
+    def __repr__(self) -> str:
+        return f"<vecsearch.Index {str(self.path)!r}: {len(self)} images, version {self.version.number}>"
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    # ---- queries ---------------------------------------------------------------------------
+    def search(self, query: ImageInput, k: int = 10, min_similarity: float | None = None) -> list[Hit]:
+        """The k nearest images to one query (a path, encoded bytes or a BGR array), best first."""
+        return self.search_many([query], k, min_similarity)[0]
+
+    def search_many(self, queries: Iterable[ImageInput], k: int = 10, min_similarity: float | None = None, batch_size: int = 256) -> list[list[Hit]]:
+        """One hit list per query; queries are encoded and searched in batches."""
+        out: list[list[Hit]] = []
+        batch: list[ImageInput] = []
+        for q in queries:
+            batch.append(q)
+            if len(batch) >= batch_size:
+                out += self.search_vectors(self.encoder.encode(batch), k, min_similarity)
+                batch = []
+        if batch:
+            out += self.search_vectors(self.encoder.encode(batch), k, min_similarity)
+        return out
+
+    def search_vectors(self, vectors: np.ndarray, k: int = 10, min_similarity: float | None = None) -> list[list[Hit]]:
+        """Search with precomputed vectors (from this index's encoder)."""
+        vectors = np.atleast_2d(np.asarray(vectors, np.float32))
+        if vectors.shape[1] != self.dim:
+            raise ValueError(f"query vectors have dimension {vectors.shape[1]}, the index {self.dim}")
+        _check_k(k, min_similarity)
+        dist, ids = faiss_index.search(self.faiss, vectors, k)
+        sim = self.calibration.percent(dist)
+        keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
+        paths = self._paths(ids[keep])
+        return [
+            [Hit(int(i), paths[int(i)], float(s), float(d), r + 1) for r, (i, s, d, ok) in enumerate(zip(ids[q], sim[q], dist[q], keep[q])) if ok]
+            for q in range(len(vectors))
+        ]
+
+    # ---- metadata --------------------------------------------------------------------------
+    def _paths(self, ids: np.ndarray) -> dict[int, str]:
+        if not len(ids):
+            return {}
+        t = store.read_metadata_rows(self._metadata_path, ids, ["id", "path"])
+        return dict(zip(t["id"].to_pylist(), t["path"].to_pylist()))
+
+    def metadata(self, ids: Sequence[int] | None = None) -> pa.Table:
+        """Metadata rows (all, or those of ``ids``) as an Arrow table."""
+        if ids is None:
+            import pyarrow.parquet as pq
+
+            return pq.read_table(self._metadata_path)
+        return store.read_metadata_rows(self._metadata_path, np.asarray(ids))
+
+    def skipped(self) -> pa.Table:
+        """Files the builds could not index, with the reason for each."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.version.file("skipped"))
+
+    def info(self) -> dict:
+        """What the manifest says, in a form fit for printing or JSON."""
+        m = self.manifest
+        return {
+            "path": str(self.path),
+            "version": m.get("version"),
+            "images": len(self),
+            "skipped": m.get("counts", {}).get("skipped", 0),
+            "dimension": self.dim,
+            "index": m.get("index", {}),
+            "encoder": m.get("encoder", {}),
+            "calibration": {k: v for k, v in self.calibration.fitted_on.items() if not k.startswith("histogram") and not k.endswith("histogram")},
+            "committed_at": m.get("committed_at"),
+            "created_at": m.get("created_at"),
+            "libraries": m.get("libraries", {}),
+        }
+
+
+def _check_k(k: int, min_similarity: float | None) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a whole number ≥ 1, not {k!r}")
+    if min_similarity is not None and not (0 <= float(min_similarity) <= 100):
+        raise ValueError(f"min_similarity is a percentage from 0 to 100, not {min_similarity!r}")
+
+
+def open_index(path: str | os.PathLike) -> Index:
+    """Open the current version of the index directory at ``path``."""
+    return Index(store.read_manifest(path))
