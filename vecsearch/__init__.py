@@ -12,14 +12,14 @@ __version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .build import build
+    from .builder import build
     from .encoder import Encoder, EncoderConfig
     from .search import Hit, Index
 
 __all__ = ["build", "open", "Index", "Hit", "Encoder", "EncoderConfig", "ImageError", "__version__"]
 
 _LAZY = {
-    "build": ("build", "build"),
+    "build": ("builder", "build"),
     "Index": ("search", "Index"),
     "Hit": ("search", "Hit"),
     "Encoder": ("encoder", "Encoder"),

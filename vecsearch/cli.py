@@ -5,6 +5,7 @@ user can fix (a missing index, an unreadable query, a bad argument) print one li
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -58,7 +59,7 @@ def build(*sources: str, index: str = DEFAULT_INDEX, workers: int | None = None,
         retrain: train a new encoder on this collection even if the index already has one.
         quiet: no progress bars or summary.
     """
-    from .build import build as run_build
+    from .builder import build as run_build
 
     _quiet_logging(quiet)
     srcs = _paths(sources)
@@ -138,6 +139,31 @@ def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table
         print(f"{key:<{width}}  {value}")
 
 
+def demo(index: str = "indexes/demo", quiet: bool = False) -> None:
+    """Build an index of the example photos shipped with vecsearch and query it with an edited copy.
+
+    Args:
+        index: where to build the demo index (default indexes/demo).
+        quiet: no progress bars.
+    """
+    import tempfile
+
+    import cv2
+    import numpy as np
+
+    from .edits import random_edit
+    from .encoder import example_images
+
+    photos = example_images()
+    build(*photos, index=index, workers=0, quiet=quiet)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = os.path.join(tmp, "chelsea-edited.jpg")
+        original = next(p for p in photos if p.endswith("chelsea.jpg"))
+        cv2.imwrite(copy, random_edit(cv2.imread(original), np.random.default_rng(7), strength=0.5))
+        print(f"query: an edited copy (crop, rescale, colour, JPEG) of {original}", file=sys.stderr)
+        query(copy, index=index, k=5)
+
+
 def _emit(rows: list[dict], format: str, columns: list[str], group_by: str | None = None) -> None:
     out = sys.stdout
     if format == "json":
@@ -164,7 +190,7 @@ def _emit(rows: list[dict], format: str, columns: list[str], group_by: str | Non
             print("(no results)", file=sys.stderr)
 
 
-COMMANDS = {"build": build, "query": query, "info": info}
+COMMANDS = {"build": build, "query": query, "info": info, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,8 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     from .images import ImageError
     from .store import IndexError_
 
+    args = sys.argv[1:] if argv is None else argv
+    # fire writes help to stderr; a user who asks for help wants it on stdout (to page or grep it).
+    help_out = contextlib.redirect_stderr(sys.stdout) if {"--help", "-h"} & set(args) else contextlib.nullcontext()
     try:
-        fire.Fire(COMMANDS, command=argv, name="vecsearch")
+        with help_out:
+            fire.Fire(COMMANDS, command=args, name="vecsearch")
     except (UsageError, IndexError_, ImageError, ValueError, FileNotFoundError, PermissionError, RuntimeError) as e:
         print(f"vecsearch: error: {e}", file=sys.stderr)
         return 2

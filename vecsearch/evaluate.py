@@ -2,6 +2,8 @@
 
 Protocols follow each set's SOURCE.md: every image (or those in queries.csv) queries the whole set;
 mAP, recall@1 and precision@10 exclude the query itself, the UKBench N-S score counts it (top 4).
+``evaluate_index`` measures the engine as users get it (a real build, ``Index.search_many``, the
+calibrated %); ``baseline_metrics`` gives what a user would otherwise pick (pHash, a colour histogram).
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -104,3 +107,87 @@ def reliability(similarity: np.ndarray, relevant: np.ndarray, bins: int = 10) ->
         ece += m.sum() / len(p) * abs(stated - observed)
         table.append({"bin": f"{edges[b]*100:.0f}-{edges[b+1]*100:.0f}%", "n": int(m.sum()), "stated": stated, "observed": observed})
     return table, float(ece)
+
+
+def _order_from_distances(dist: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Rank by distance, breaking ties at random: pHash has only 65 distinct distances, and a stable
+    sort would hand tied images the order of groups.csv (where groups are contiguous)."""
+    tie = np.random.default_rng(seed).random(dist.shape)
+    return np.lexsort((tie, dist), axis=1)
+
+
+def _full_order(ranked: list[int], n: int) -> np.ndarray:
+    """A ranking of all n images: the engine's hits, then whatever it did not return (skipped files) last."""
+    seen = np.zeros(n, bool)
+    seen[ranked] = True
+    return np.r_[np.asarray(ranked, int), np.flatnonzero(~seen)]
+
+
+def evaluate_index(data: LabelledSet, index_dir: str | os.PathLike, workers: int | None = None, quiet: bool = True) -> dict:
+    """Build a real index over the set and rank every query through ``Index.search_many``.
+
+    Same encoder training and calibration fit as a user's build. Returns the retrieval metrics,
+    the build's report, and the reliability table + ECE of the calibrated % over the top-10 hits of
+    every query (the query itself excluded; relevant = same group).
+    """
+    import vecsearch
+
+    index = vecsearch.build(data.paths, index_dir, workers=workers, quiet=quiet)
+    n = len(data.paths)
+    position = {os.path.abspath(p): i for i, p in enumerate(data.paths)}
+    results = index.search_many([data.paths[q] for q in data.queries], k=n)
+    order = np.stack([_full_order([position[h.path] for h in hits], n) for hits in results])
+    similarity, relevant = [], []
+    for qi, hits in zip(data.queries, results):
+        top = [h for h in hits if position[h.path] != qi][:10]
+        similarity += [h.similarity for h in top]
+        relevant += [data.groups[position[h.path]] == data.groups[qi] for h in top]
+    table, ece = reliability(np.array(similarity), np.array(relevant))
+    report = index.last_build
+    return {
+        **retrieval_metrics(order, data.groups, data.queries),
+        "reliability": table,
+        "ECE": ece,
+        "indexed": report.indexed,
+        "skipped": len(report.skipped),
+        "build_seconds": report.seconds,
+    }
+
+
+def phash_bits(paths: Sequence[str]) -> np.ndarray:
+    """imagehash pHash (64 bits) of each file as an (n, 64) bool array, decoded the way its users do (PIL)."""
+    import imagehash
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            out.append(imagehash.phash(im).hash.ravel())
+    return np.array(out, bool)
+
+
+def hsv_histograms(paths: Sequence[str], bins: tuple[int, int, int] = (8, 12, 3)) -> np.ndarray:
+    """Plain global HSV histogram per file (cv2.imread, full size), each summing to 1; (n, bins) float32."""
+    import cv2
+
+    out = []
+    for p in paths:
+        hsv = cv2.cvtColor(cv2.imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2HSV)
+        h = cv2.calcHist([hsv], [0, 1, 2], None, list(bins), [0, 180, 0, 256, 0, 256]).ravel()
+        out.append(h / max(h.sum(), 1.0))
+    return np.array(out, np.float32)
+
+
+def baseline_metrics(data: LabelledSet) -> dict[str, dict[str, float]]:
+    """Retrieval metrics of pHash (Hamming distance) and of a global HSV histogram (symmetric chi-square)."""
+    import cv2
+
+    bits = phash_bits(data.paths).astype(np.float32)
+    q = bits[data.queries]
+    hamming = q @ (1 - bits).T + (1 - q) @ bits.T
+    hist = hsv_histograms(data.paths)
+    chi2 = np.array([[cv2.compareHist(hist[i], h, cv2.HISTCMP_CHISQR_ALT) for h in hist] for i in data.queries])
+    return {
+        name: retrieval_metrics(_order_from_distances(dist), data.groups, data.queries)
+        for name, dist in (("pHash", hamming), ("colour-hist", chi2))
+    }

@@ -353,7 +353,7 @@ def build(
         version = commit_version(root, previous, encoder, faiss_idx, spec, meta, cal, skipped, sources=_as_list(sources), trained_on=len(paths))
         work.remove()
     report = BuildReport(len(meta), skipped, time.time() - t0)
-    log.info(report.summary())
+    log.debug(report.summary())
     opened = open_index(root)
     opened.last_build = report
     return opened

@@ -1,0 +1,105 @@
+"""Build and query speed on the UKBench subset (1000 JPEGs, 640x480), with its yardsticks in the same run.
+
+    python -m bench.speed [--data /work/shared/data] [--runs 10]
+
+Yardsticks: pHash extraction of the same files (what a user could run instead), and the import floor
+of a CLI query (``python -c "import numpy, cv2, faiss, pyarrow"``), which no ``vecsearch query``
+process can beat. Files are read once beforehand so the page cache is warm for every timing.
+Replaces the ``speed`` section of bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import vecsearch
+from bench.results import header, md_table, write_section
+from vecsearch.evaluate import load_labelled_set, phash_bits
+
+FLOOR = "import numpy, cv2, faiss, pyarrow"
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t, out
+
+
+def median_wall(cmd: list[str], runs: int) -> float:
+    """Median wall time of a process, start to exit (one untimed warm-up run first)."""
+    times = []
+    for i in range(runs + 1):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        if i:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def vecsearch_command() -> list[str]:
+    """The installed console script next to this interpreter (what users run)."""
+    script = Path(sys.executable).with_name("vecsearch")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "vecsearch.cli"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    ap.add_argument("--work", type=Path, default=Path(__file__).parent / "work")
+    ap.add_argument("--runs", type=int, default=10, help="process runs per CLI timing")
+    args = ap.parse_args()
+    paths = load_labelled_set(args.data / "ukbench").paths
+    n = len(paths)
+    for p in paths:
+        Path(p).read_bytes()
+    started = header("Speed (bench/speed.py)")
+
+    builds = {}
+    for label, workers in (("default workers (all cores)", None), ("workers=0 (in process)", 0)):
+        d = args.work / f"speed-{workers}"
+        shutil.rmtree(d, ignore_errors=True)
+        builds[label], index = timed(vecsearch.build, paths, d, workers=workers, quiet=True)
+        print(f"build, {label}: {builds[label]:.1f}s", file=sys.stderr)
+    t_encode, encoded = timed(index.encoder.encode_files, paths)
+    t_phash, _ = timed(phash_bits, paths)
+    print(f"encode only {t_encode:.1f}s, pHash {t_phash:.1f}s", file=sys.stderr)
+
+    query = [*vecsearch_command(), "query", paths[0], "--index", str(index.path)]
+    t_floor = median_wall([sys.executable, "-c", FLOOR], args.runs)
+    t_query = median_wall(query, args.runs)
+    t_many, _ = timed(index.search_many, paths, k=10)
+    t_vectors, _ = timed(index.search_vectors, encoded.vectors, k=10)
+
+    rows = [[f"vecsearch.build, {label}", f"{t:.1f} s", f"{n / t:.1f}", f"{t / t_phash:.1f}x"] for label, t in builds.items()]
+    rows += [
+        ["Encoder.encode_files only (trained encoder, 1 process)", f"{t_encode:.1f} s", f"{n / t_encode:.1f}", f"{t_encode / t_phash:.1f}x"],
+        ["imagehash.phash (PIL decode, 1 process)", f"{t_phash:.1f} s", f"{n / t_phash:.1f}", "1.0x"],
+    ]
+    text = started + (
+        f"\nUKBench subset: {n} JPEGs, 640x480. Builds are from scratch (encoder training, encoding, "
+        "index, calibration: everything `vecsearch build` does).\n\n"
+        + md_table(["extraction", "wall time", "images/s", "time vs pHash"], rows)
+        + "\n"
+        + md_table(
+            ["query", "time", "vs import floor"],
+            [
+                [f"`vecsearch query IMG --index DIR` process, median of {args.runs}", f"{1000 * t_query:.0f} ms", f"{t_query / t_floor:.2f}x"],
+                [f"import floor `python -c \"{FLOOR}\"`, median of {args.runs}", f"{1000 * t_floor:.0f} ms", "1.00x"],
+                [f"`Index.search_many` per query ({n} queries, k=10: decode + encode + search)", f"{1000 * t_many / n:.1f} ms", ""],
+                [f"`Index.search_vectors` per query ({n} precomputed vectors, k=10: search + %, paths)", f"{1000 * t_vectors / n:.3f} ms", ""],
+            ],
+        )
+        + f"\nLoad average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine slows every figure).\n"
+    )
+    print(text)
+    write_section("speed", text)
+
+
+if __name__ == "__main__":
+    main()

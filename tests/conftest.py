@@ -1,0 +1,71 @@
+"""Shared fixtures: real photos (the examples vecsearch ships), edited copies, bad files, built indexes."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import vecsearch
+from vecsearch.edits import crop, jpeg, rescale
+from vecsearch.encoder import Encoder, example_images
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def mild_edit(img: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Crop to 90%, rescale to 75%, JPEG 80: the copy a user expects to be found at ≥ 90%."""
+    return jpeg(rescale(crop(img, 0.9, np.random.default_rng(seed)), 0.75), 80)
+
+
+@pytest.fixture(scope="session")
+def examples() -> list[str]:
+    return example_images()
+
+
+@pytest.fixture(scope="session")
+def encoder(examples) -> Encoder:
+    return Encoder.fit(examples)
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory, examples) -> Path:
+    """All example photos but rocket.jpg (kept out to serve as an unrelated query)."""
+    d = tmp_path_factory.mktemp("photos")
+    (d / "sub").mkdir()
+    for i, p in enumerate(examples):
+        if "rocket" not in p:
+            shutil.copy(p, (d / "sub" if i % 2 else d) / Path(p).name)
+    return d
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, photo_dir, encoder) -> vecsearch.Index:
+    """An index of photo_dir built with the session encoder (training is the slow part)."""
+    root = tmp_path_factory.mktemp("idx") / "photos"
+    enc_file = encoder.save(root.parent / "encoder.npz")
+    return vecsearch.build([photo_dir], root, encoder=enc_file, workers=0, quiet=True)
+
+
+def write_bad_files(folder: Path, good: str) -> dict[str, str]:
+    """Files no decoder can read, named by what is wrong with them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = Path(good).read_bytes()
+    files = {
+        "empty.jpg": b"",
+        "truncated.jpg": data[: len(data) // 3],
+        "text.png": b"this is not an image\n" * 10,
+        "random.jpg": np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+    }
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return {name: str(folder / name) for name in files}
+
+
+def skip_without(name: str) -> Path:
+    root = DATA / name
+    if not (root / "groups.csv").is_file():
+        pytest.skip(f"labelled set {root} not present")
+    return root

@@ -1,0 +1,109 @@
+"""End to end on real photos: build an index, query it with edited copies and strangers."""
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import vecsearch
+from vecsearch import builder as vb
+from vecsearch import store
+
+from conftest import mild_edit, write_bad_files
+
+
+def test_edited_copy_comes_back_first_at_90_percent(built, examples):
+    for p in examples:
+        if "rocket" in p:
+            continue
+        hits = built.search(mild_edit(cv2.imread(p)), k=3)
+        assert Path(hits[0].path).name == Path(p).name, p
+        assert hits[0].similarity >= 90, (p, hits[0])
+        assert hits[0].rank == 1 and hits[1].similarity <= hits[0].similarity
+
+
+def test_same_image_is_100_and_stranger_stays_under_50(built, examples):
+    chelsea = next(p for p in examples if "chelsea" in p)
+    assert built.search(chelsea, k=1)[0].similarity == pytest.approx(100.0, abs=0.05)
+    rocket = next(p for p in examples if "rocket" in p)
+    hits = built.search(rocket, k=5)
+    assert hits and max(h.similarity for h in hits) < 50
+    assert built.search(rocket, k=5, min_similarity=50) == []
+
+
+def test_search_many_matches_search_and_reads_metadata(built, examples):
+    many = built.search_many(examples[:4], k=4)
+    assert [h.id for h in many[2]] == [h.id for h in built.search(examples[2], k=4)]
+    meta = built.metadata([h.id for h in many[0]])
+    assert set(meta.column_names) >= {"id", "path", "bytes", "mtime", "sha1", "width", "height", "added_at"}
+    assert len(meta) == 4 and all(w > 0 for w in meta["width"].to_pylist())
+
+
+def test_bad_files_are_skipped_and_listed(tmp_path, photo_dir, encoder, examples):
+    src = tmp_path / "src"
+    shutil.copytree(photo_dir, src)
+    bad = write_bad_files(src / "bad", examples[0])
+    index = vecsearch.build([src], tmp_path / "idx", encoder=encoder, workers=0, quiet=True)
+    assert len(index) == 10
+    skipped = dict(zip(index.skipped()["path"].to_pylist(), index.skipped()["reason"].to_pylist()))
+    assert set(skipped) == set(bad.values())
+    assert "empty" in skipped[bad["empty.jpg"]]
+    assert index.info()["skipped"] == 4
+
+
+def test_resume_after_interruption_gives_the_same_index(tmp_path, photo_dir, encoder):
+    """Simulate a build killed after its first batch: the restart encodes only the rest."""
+    root = tmp_path / "idx"
+    paths, _ = vb.scan([photo_dir], quiet=True)
+    work = vb.WorkDir(root, vb._key("build", paths, encoder.fingerprint()))
+    encoder.save(work.encoder_path)
+    first = encoder.encode_files(paths[:3])
+    work.write_chunk(0, vb.chunk_table(first, encoder.dim))
+    resumed = vecsearch.build([photo_dir], root, encoder=encoder, workers=0, batch_size=3, quiet=True)
+    straight = vecsearch.build([photo_dir], tmp_path / "idx2", encoder=encoder, workers=0, batch_size=3, quiet=True)
+    assert not (root / store.WORK).exists()
+    a, b = resumed.metadata(), straight.metadata()
+    assert a["id"].to_pylist() == b["id"].to_pylist() and a["path"].to_pylist() == b["path"].to_pylist()
+    q = encoder.encode(paths)
+    assert [h.id for h in resumed.search_vectors(q, 3)[5]] == [h.id for h in straight.search_vectors(q, 3)[5]]
+
+
+def test_rebuild_makes_a_new_version_and_removes_old_files(tmp_path, photo_dir, encoder):
+    root = tmp_path / "idx"
+    one = vecsearch.build([photo_dir], root, encoder=encoder, workers=0, quiet=True)
+    two = vecsearch.build([photo_dir], root, workers=0, quiet=True)  # reuses the index's encoder
+    three = vecsearch.build([photo_dir], root, workers=0, quiet=True)
+    assert (one.version.number, two.version.number, three.version.number) == (1, 2, 3)
+    assert two.encoder.fingerprint() == encoder.fingerprint()
+    names = {p.name for p in root.iterdir() if not p.name.startswith(".")}
+    assert not any(".000001." in n for n in names)  # two versions back: gone
+    assert any(".000002." in n for n in names)  # previous: kept for readers still on it
+    assert len(vecsearch.open(root)) == len(one)
+
+
+def test_parallel_build_equals_in_process_build(tmp_path, photo_dir, encoder):
+    a = vecsearch.build([photo_dir], tmp_path / "a", encoder=encoder, workers=0, batch_size=4, quiet=True)
+    b = vecsearch.build([photo_dir], tmp_path / "b", encoder=encoder, workers=2, batch_size=4, quiet=True)
+    assert a.metadata()["path"].to_pylist() == b.metadata()["path"].to_pylist()
+    q = encoder.encode(a.metadata()["path"].to_pylist())
+    da = [[(h.id, round(h.distance, 5)) for h in hits] for hits in a.search_vectors(q, 4)]
+    db = [[(h.id, round(h.distance, 5)) for h in hits] for hits in b.search_vectors(q, 4)]
+    assert da == db
+
+
+def test_tiny_collection_trains_its_own_encoder(tmp_path, examples):
+    index = vecsearch.build(examples[:2], tmp_path / "idx", workers=0, quiet=True)
+    assert len(index) == 2
+    assert index.search(examples[0], k=1)[0].similarity > 99
+
+
+def test_no_images_and_bad_arguments_are_clear_errors(tmp_path, built, examples):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(vb.NoImagesError, match="no images found"):
+        vecsearch.build([tmp_path / "empty"], tmp_path / "idx", workers=0, quiet=True)
+    with pytest.raises(ValueError, match="k must be"):
+        built.search(examples[0], k=0)
+    with pytest.raises(ValueError, match="percentage"):
+        built.search(examples[0], min_similarity=150)

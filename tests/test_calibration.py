@@ -1,0 +1,23 @@
+import numpy as np
+import pytest
+
+from vecsearch.calibration import Calibration, fit
+
+
+def test_fit_is_monotone_and_exact_match_is_100():
+    rng = np.random.default_rng(0)
+    cal = fit(rng.uniform(0.0, 0.8, 500), rng.uniform(0.6, 2.0, 5000))
+    d = np.linspace(0, 2.5, 200)
+    p = cal.percent(d)
+    assert cal.percent(np.array([0.0]))[0] == 100.0
+    assert np.all(np.diff(p) <= 1e-9)
+    assert p[d < 0.5].min() > 90 and p[d > 0.9].max() < 10
+    assert cal.distance_for(50) > 0.55
+
+
+def test_json_round_trip_and_damage():
+    cal = fit(np.array([0.1, 0.2, 0.3]), np.array([0.5, 0.9, 1.2]))
+    again = Calibration.from_json(cal.to_json())
+    np.testing.assert_allclose(again.percent(np.array([0.25, 0.7])), cal.percent(np.array([0.25, 0.7])), atol=1e-4)
+    with pytest.raises(ValueError, match="damaged calibration"):
+        Calibration.from_json('{"distance": [1, 0], "probability": [1, 0]}', "x.json")

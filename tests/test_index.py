@@ -1,0 +1,48 @@
+import faiss
+import numpy as np
+import pytest
+
+from vecsearch import index as vi
+
+
+def _clustered(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(50, d))
+    x = centres[rng.integers(0, 50, n)] + 0.3 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_choice_follows_size_and_memory_budget():
+    assert vi.choose(1000, 832).exact
+    assert vi.choose(100_000, 832).factory.endswith(",Flat") and vi.choose(100_000, 832).nlist > 1
+    assert vi.choose(2_000_000, 832, vi.parse_bytes("4G")).factory.endswith(",SQ8")
+    assert ",PQ" in vi.choose(2_000_000, 832, vi.parse_bytes("1G")).factory
+    assert vi.parse_bytes("512M") == 512 * 2**20 and vi.parse_bytes("1.5GB") == int(1.5 * 2**30)
+    with pytest.raises(ValueError, match="memory budget"):
+        vi.parse_bytes("lots")
+
+
+def test_ivf_tuned_to_target_recall_with_arbitrary_ids(tmp_path):
+    x = _clustered(30_000, 64)
+    ids = np.arange(len(x), dtype=np.int64) * 7 + 3
+    spec = vi.choose(len(x), 64)
+    index = vi.create(spec, 64, x[: vi.train_size(spec)])
+    vi.add(index, x, ids)
+    queries = x[:300]
+    gt_pos = vi.exact_neighbours(queries, iter(np.array_split(x, 5)))
+    nprobe, recall = vi.tune_nprobe(index, queries, ids[gt_pos])
+    assert recall >= vi.TARGET_RECALL and nprobe < spec.nlist
+    vi.save(index, tmp_path / "i.faiss")
+    loaded = vi.load(tmp_path / "i.faiss")
+    vi.set_nprobe(loaded, nprobe)
+    d, found = vi.search(loaded, queries[:5], 3)
+    assert list(found[:, 0]) == list(ids[:5]) and np.allclose(d[:, 0], 0, atol=1e-5)
+
+
+def test_exact_index_removes_by_id():
+    x = _clustered(500, 32)
+    index = vi.create(vi.choose(500, 32), 32, x)
+    vi.add(index, x, np.arange(500) + 1000)
+    assert vi.remove(index, [1000, 1001, 99]) == 2
+    _, found = vi.search(index, x[:2], 1)
+    assert 1000 not in found and 1001 not in found and index.ntotal == 498

@@ -1,0 +1,44 @@
+import json
+import shutil
+
+import pytest
+
+import vecsearch
+from vecsearch import store
+
+
+@pytest.fixture
+def copy(tmp_path, built):
+    dst = tmp_path / "copy"
+    shutil.copytree(built.path, dst)
+    return dst
+
+
+def test_manifest_lists_checksummed_files(built):
+    m = json.loads((built.path / "manifest.json").read_text())
+    assert m["format"] == store.FORMAT and m["counts"]["images"] == len(built)
+    for role in ("encoder", "index", "metadata", "calibration", "skipped"):
+        f = built.path / m["files"][role]["name"]
+        assert store.sha256_file(f) == m["files"][role]["sha256"]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "manifest.json").write_text("{not json"), "damaged manifest"),
+        (lambda d: (d / "manifest.json").write_text(json.dumps({"format": 99, "files": {}})), "newer than this vecsearch"),
+        (lambda d: store.read_manifest(d).file("metadata").unlink(), "metadata file is missing"),
+        (lambda d: store.read_manifest(d).file("index").write_bytes(b"garbage"), "index file is damaged"),
+    ],
+)
+def test_damaged_index_gives_one_clear_error(copy, damage, message):
+    damage(copy)
+    with pytest.raises(store.IndexError_, match=message):
+        vecsearch.open(copy)
+
+
+def test_second_writer_is_refused(tmp_path):
+    with store.writer_lock(tmp_path):
+        with pytest.raises(store.IndexError_, match="another vecsearch process"):
+            with store.writer_lock(tmp_path):
+                pass
