@@ -43,8 +43,8 @@ def run_set(name: str, data_root: Path, work: Path, workers: int | None) -> dict
     return {"images": len(data.paths), "queries": len(data.queries), "vecsearch": ours, **base}
 
 
-def section(results: dict[str, dict]) -> str:
-    out = [header("Retrieval quality (bench/quality.py)")]
+def section(results: dict[str, dict], started: str) -> str:
+    out = [started]
     out.append(
         "\nvecsearch = a real `vecsearch.build` of the set with default settings, ranked through "
         "`Index.search_many`; pHash = imagehash.phash, Hamming distance (ties broken at random, seed 0); "
@@ -84,9 +84,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(__file__).parent / "work", help="where the indexes are built")
     ap.add_argument("--workers", type=int, default=None, help="build workers (default: every core)")
     args = ap.parse_args()
-    t0 = time.time()
+    t0, started = time.time(), header("Retrieval quality (bench/quality.py)")  # machine state at the start
     results = {name: run_set(name, args.data, args.work, args.workers) for name in args.sets}
-    text = section(results) + f"\nWhole run: {time.time() - t0:.0f} s.\n"
+    text = section(results, started) + f"\nWhole run: {time.time() - t0:.0f} s.\n"
     print(text)
     write_section("quality", text)
 

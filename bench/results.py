@@ -30,7 +30,7 @@ def machine() -> str:
 
 def git_version() -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=RESULTS.parent.parent, capture_output=True, text=True).stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "vecsearch")
     return f"commit {git('rev-parse', '--short', 'HEAD') or '?'}{' + uncommitted changes in vecsearch/' if dirty else ''}"

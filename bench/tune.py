@@ -20,6 +20,9 @@ Colour/texture blocks (each a √-normalised histogram with unit L2 norm):
   hsv_g2    2x2 grid of HSV (8, 3, 3) histograms                         [vecsearch default]
   hsv_g3    3x3 grid of HSV (8, 3, 3) histograms
   hsv_cs    HSV (8, 3, 3) histograms of the centre (middle half of each side) and the surround
+  hsv18     global HSV histogram, (18, 3, 3) bins
+  hsv16     global HSV histogram, (16, 4, 4) bins
+  hsv_ac    HSV (8, 3, 3) colour autocorrelogram at distances 1 and 3 (same-colour neighbour rate)
   lab       global Lab histogram, (4, 6, 6) bins
   lbp       uniform 8-neighbour LBP histogram (59 codes) of the grey image
   lbp_g2    the same per cell of a 2x2 grid
@@ -51,7 +54,7 @@ DATA = Path(os.environ.get("VECSEARCH_DATA", "/work/shared/data"))
 CACHE = Path(os.environ.get("VECSEARCH_TUNE_CACHE", "/tmp/vecsearch_tune"))
 SETS = ("ukbench", "holidays", "wang")
 SMALL = 256  # longer side of the copy the cheap blocks are computed on
-BLOCKS_VERSION = 1  # bump when a block's definition changes
+BLOCKS_VERSION = 2  # bump when a block's definition changes
 
 # ---------------------------------------------------------------------------------------------
 # colour / texture blocks
@@ -104,6 +107,34 @@ def block_hsv_cs(bgr):
     centre = _norm_sqrt(_hsv_hist(hsv, (8, 3, 3), mask))
     surround = _norm_sqrt(_hsv_hist(hsv, (8, 3, 3), 255 - mask))
     return np.concatenate([centre, surround]) / np.float32(np.sqrt(2))
+
+
+def block_hsv18(bgr):
+    return _norm_sqrt(_hsv_hist(cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV), (18, 3, 3)))
+
+
+def block_hsv16(bgr):
+    return _norm_sqrt(_hsv_hist(cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV), (16, 4, 4)))
+
+
+def _quantise_hsv(bgr: np.ndarray, bins=(8, 3, 3)) -> np.ndarray:
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+    h = (hsv[..., 0].astype(np.int32) * bins[0]) // 180
+    s = (hsv[..., 1].astype(np.int32) * bins[1]) >> 8
+    v = (hsv[..., 2].astype(np.int32) * bins[2]) >> 8
+    return (h * bins[1] + s) * bins[2] + v
+
+
+def block_hsv_ac(bgr, dists=(1, 3)):
+    """Colour autocorrelogram: per quantised colour and distance, how often a pixel's right and lower
+    neighbours at that distance have the same colour (times the colour's frequency, so it sums to ≤1)."""
+    q = _quantise_hsv(bgr)
+    n = 72
+    parts = []
+    for d in dists:
+        same = np.concatenate([q[:, :-d][q[:, :-d] == q[:, d:]], q[:-d, :][q[:-d, :] == q[d:, :]]])
+        parts.append(np.bincount(same, minlength=n).astype(np.float32) / (2 * q.size))
+    return np.sqrt(np.concatenate(parts)) / np.float32(np.sqrt(len(dists)))
 
 
 def block_lab(bgr):
@@ -180,6 +211,9 @@ BLOCKS = {
     "hsv_g2": block_hsv_g2,
     "hsv_g3": block_hsv_g3,
     "hsv_cs": block_hsv_cs,
+    "hsv18": block_hsv18,
+    "hsv16": block_hsv16,
+    "hsv_ac": block_hsv_ac,
     "lab": block_lab,
     "lbp": block_lbp,
     "lbp_g2": block_lbp_g2,

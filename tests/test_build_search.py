@@ -9,6 +9,7 @@ import pytest
 
 import vecsearch
 from vecsearch import builder as vb
+from vecsearch import vectors as vt
 from vecsearch import store
 
 from conftest import mild_edit, write_bad_files
@@ -60,7 +61,7 @@ def test_resume_after_interruption_gives_the_same_index(tmp_path, photo_dir, enc
     work = vb.WorkDir(root, vb._key("build", paths, encoder.fingerprint()))
     encoder.save(work.encoder_path)
     first = encoder.encode_files(paths[:3])
-    work.write_chunk(0, vb.chunk_table(first, encoder.dim))
+    work.write_chunk(0, vt.table(first, encoder))
     resumed = vecsearch.build([photo_dir], root, encoder=encoder, workers=0, batch_size=3, quiet=True)
     straight = vecsearch.build([photo_dir], tmp_path / "idx2", encoder=encoder, workers=0, batch_size=3, quiet=True)
     assert not (root / store.WORK).exists()
@@ -78,8 +79,9 @@ def test_rebuild_makes_a_new_version_and_removes_old_files(tmp_path, photo_dir, 
     assert (one.version.number, two.version.number, three.version.number) == (1, 2, 3)
     assert two.encoder.fingerprint() == encoder.fingerprint()
     names = {p.name for p in root.iterdir() if not p.name.startswith(".")}
-    assert not any(".000001." in n for n in names)  # two versions back: gone
-    assert any(".000002." in n for n in names)  # previous: kept for readers still on it
+    assert "index.000001.faiss" not in names and "metadata.000001.parquet" not in names  # two versions back: gone
+    assert "index.000002.faiss" in names  # previous: kept for readers still on it
+    assert names >= {"encoder.000001.npz"}  # the unchanged encoder is shared, not copied
     assert len(vecsearch.open(root)) == len(one)
 
 

@@ -47,7 +47,7 @@ def test_decode_modes(photo, mode):
 
 
 def test_exif_rotation_is_applied(photo):
-    rotated = photo.transpose(Image.Transpose.ROTATE_270)  # stored sideways...
+    rotated = photo.transpose(Image.Transpose.ROTATE_90)  # stored sideways (90° anticlockwise)...
     exif = Image.Exif()
     exif[0x0112] = 6  # ...with "rotate 90° CW to display"
     pixels, w, h = imgs.decode(_encoded(rotated, "JPEG", exif=exif, quality=95), 640)

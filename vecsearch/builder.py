@@ -7,6 +7,7 @@ was interrupted or in which order workers finished.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +29,8 @@ from . import executors, store
 from . import images as imgs
 from . import index as faiss_index
 from .edits import random_edit
-from .encoder import EncodedFiles, Encoder, EncoderConfig
+from . import vectors as vt
+from .encoder import Encoder, EncoderConfig, example_images
 
 log = logging.getLogger(__name__)
 
@@ -55,50 +57,6 @@ class BuildReport:
 def progress(total: int | None, desc: str, quiet: bool, unit: str = "img") -> tqdm:
     """A tqdm bar on stderr, silent when stderr is not a terminal or when quiet."""
     return tqdm(total=total, desc=desc, unit=unit, disable=True if quiet else None, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-
-
-def _chunk_schema(d: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("path", pa.string()),
-            ("vector", pa.list_(pa.float32(), d)),
-            ("bytes", pa.int64()),
-            ("mtime", pa.float64()),
-            ("sha1", pa.string()),
-            ("width", pa.int32()),
-            ("height", pa.int32()),
-            ("error", pa.string()),
-        ]
-    )
-
-
-def chunk_table(result: EncodedFiles, d: int) -> pa.Table:
-    n_ok = len(result.infos)
-    rows_path = [i.path for i in result.infos] + [p for p, _ in result.failures]
-    flat = pa.array(np.ascontiguousarray(result.vectors, np.float32).ravel(), pa.float32())
-    vectors = pa.FixedSizeListArray.from_arrays(flat, d)
-    vectors = pa.concat_arrays([vectors, pa.nulls(len(result.failures), pa.list_(pa.float32(), d))]) if result.failures else vectors
-    pad = [None] * len(result.failures)
-    return pa.Table.from_arrays(
-        [
-            pa.array(rows_path, pa.string()),
-            vectors,
-            pa.array([i.bytes for i in result.infos] + pad, pa.int64()),
-            pa.array([i.mtime for i in result.infos] + pad, pa.float64()),
-            pa.array([i.sha1 for i in result.infos] + pad, pa.string()),
-            pa.array([i.width for i in result.infos] + pad, pa.int32()),
-            pa.array([i.height for i in result.infos] + pad, pa.int32()),
-            pa.array([None] * n_ok + [r for _, r in result.failures], pa.string()),
-        ],
-        schema=_chunk_schema(d),
-    )
-
-
-def vectors_of(table: pa.Table) -> np.ndarray:
-    """(n, d) float32 view of a fixed-size-list vector column (rows must be non-null)."""
-    col = table["vector"].combine_chunks()
-    d = col.type.list_size
-    return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, d).astype(np.float32, copy=False)
 
 
 class WorkDir:
@@ -135,7 +93,7 @@ class WorkDir:
         return done
 
     def write_chunk(self, number: int, table: pa.Table) -> None:
-        store.write_parquet(table, self.path / f"chunk-{number:06d}.parquet")
+        vt.write(table, self.path / f"chunk-{number:06d}.parquet")
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -163,113 +121,12 @@ def encode_to_chunks(work: WorkDir, encoder: Encoder, paths: Sequence[str], *, w
         bar.update(len(paths) - todo)
         tasks = _batches(paths, done, batch_size, first)
         for number, result in executors.run(encoder, str(work.encoder_path), tasks, workers, scheduler):
-            work.write_chunk(number, chunk_table(result, encoder.dim))
+            work.write_chunk(number, vt.table(result, encoder))
             bar.update(len(result.infos) + len(result.failures))
 
 
-def _read_chunks(chunks: Sequence[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
-    for c in chunks:
-        yield pq.read_table(c, columns=columns)
-
-
-def fill_index(chunks: Sequence[Path], ids_of: dict[str, int], d: int, memory_budget: int | None, quiet: bool, base: faiss_index.IndexSpec | None = None):
-    """Create, train, fill and tune a FAISS index from chunk files; returns (index, spec, metadata)."""
-    rng = np.random.default_rng(0)
-    n = 0
-    for c in chunks:
-        n += pq.ParquetFile(c).metadata.num_rows
-    spec = faiss_index.choose(n, d, memory_budget)
-    sample_rows = faiss_index.train_size(spec)
-    train = []
-    got = 0
-    for t in _read_chunks(chunks):
-        t = t.filter(pa.compute.is_null(t["error"]))
-        if got < sample_rows and len(t):
-            v = vectors_of(t)
-            take = v[rng.permutation(len(v))[: sample_rows - got]]
-            train.append(take)
-            got += len(take)
-    train_vectors = np.concatenate(train) if train else np.zeros((1, d), np.float32)
-    index = faiss_index.create(spec, d, train_vectors)
-    meta_parts = []
-    now = pa.scalar(int(time.time()), pa.timestamp("s", tz="UTC"))
-    with progress(n, "index", quiet) as bar:
-        for t in _read_chunks(chunks):
-            ok = t.filter(pa.compute.is_null(t["error"]))
-            if len(ok):
-                ids = np.array([ids_of[p] for p in ok["path"].to_pylist()], np.int64)
-                faiss_index.add(index, vectors_of(ok), ids)
-                meta_parts.append(
-                    pa.table(
-                        {
-                            "id": pa.array(ids, pa.int64()),
-                            "path": ok["path"],
-                            "bytes": ok["bytes"],
-                            "mtime": ok["mtime"],
-                            "sha1": ok["sha1"],
-                            "width": ok["width"],
-                            "height": ok["height"],
-                            "added_at": pa.array([now.value] * len(ok), pa.timestamp("s", tz="UTC")),
-                        },
-                        schema=store.METADATA_SCHEMA,
-                    )
-                )
-            bar.update(len(t))
-    if not spec.exact and index.ntotal:
-        queries = train_vectors[: min(500, len(train_vectors))]
-        gt_pos = faiss_index.exact_neighbours(queries, (vectors_of(t.filter(pa.compute.is_null(t["error"]))) for t in _read_chunks(chunks)))
-        order_ids = np.concatenate([np.array([ids_of[p] for p in t.filter(pa.compute.is_null(t["error"]))["path"].to_pylist()], np.int64) for t in _read_chunks(chunks, ["path", "error"])])
-        gt = np.where(gt_pos >= 0, order_ids[np.maximum(gt_pos, 0)], -1)
-        spec.nprobe, spec.recall_at_10 = faiss_index.tune_nprobe(index, queries, gt)
-        faiss_index.set_nprobe(index, spec.nprobe)
-    meta = pa.concat_tables(meta_parts) if meta_parts else store.METADATA_SCHEMA.empty_table()
-    meta = meta.sort_by("id")
-    return index, spec, meta
-
-
-def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], quiet: bool, seed: int = 0) -> calib.Calibration:
-    """Query the index with edited copies of sampled indexed images and fit distance → probability.
-
-    ``items`` are (id, path) of indexed images. The source of a copy is a true match; the other top
-    hits are not (exact duplicates, at distance 0, are left out of the negatives).
-    """
-    rng = np.random.default_rng(seed)
-    picks = sorted(rng.choice(len(items), min(CALIBRATION_SAMPLE, len(items)), replace=False)) if items else []
-    copies = max(1, min(10, -(-100 // max(1, len(picks)))))
-    originals, orig_ids, edited, source = [], [], [], []
-    with progress(len(picks), "calibrate", quiet) as bar:
-        for i in picks:
-            sid, path = items[i]
-            try:
-                pixels = imgs.to_pixels(path, encoder.config.max_side)
-            except imgs.ImageError:
-                continue
-            originals.append(pixels)
-            orig_ids.append(sid)
-            for _ in range(copies):
-                edited.append(random_edit(pixels, rng))
-                source.append(len(originals) - 1)
-            bar.update(1)
-    if not originals:
-        raise ValueError("no readable image to calibrate on")
-    v_orig = encoder.encode(originals)
-    v_edit = encoder.encode(edited)
-    positive = np.sum((v_edit - v_orig[source]) ** 2, axis=1)
-    dist, ids = faiss_index.search(index, v_edit, CALIBRATION_K + 1)
-    negative = []
-    for q, o in enumerate(source):
-        others = [d for d, i in zip(dist[q], ids[q]) if i >= 0 and i != orig_ids[o] and d > 1e-6]
-        negative.extend(others[:CALIBRATION_K])
-    if len(negative) < 20:  # a tiny collection: add unrelated pairs from the shipped example photos
-        from .encoder import example_images
-
-        ex = encoder.encode(example_images())
-        negative += [float(np.sum((a - b) ** 2)) for i, a in enumerate(ex) for b in ex[i + 1 :]]
-    return calib.fit(positive, np.array(negative))
-
-
 class NoImagesError(ValueError):
-    pass
+    """Nothing to index: the sources hold no image, or none could be read."""
 
 
 def scan(sources: Sequence[str | os.PathLike], quiet: bool) -> tuple[list[str], list[tuple[str, str]]]:
@@ -284,9 +141,11 @@ def scan(sources: Sequence[str | os.PathLike], quiet: bool) -> tuple[list[str], 
 
 
 def _as_list(sources) -> list[str]:
+    if sources is None:
+        return []
     if isinstance(sources, (str, os.PathLike)):
         return [os.fspath(sources)]
-    return [os.fspath(s) if isinstance(s, os.PathLike) else str(s) for s in sources]
+    return [os.fspath(s) for s in sources]
 
 
 def train_encoder(paths: Sequence[str], config: EncoderConfig, quiet: bool) -> Encoder:
@@ -297,10 +156,172 @@ def train_encoder(paths: Sequence[str], config: EncoderConfig, quiet: bool) -> E
         return Encoder.fit(sample, config, progress=bar.update)
 
 
+def _metadata_rows(t: pa.Table, ids: np.ndarray, now: int) -> pa.Table:
+    cols = {"id": pa.array(ids, pa.int64()), "path": t["path"]}
+    for name, typ in vt.FACTS:
+        cols[name] = t[name].cast(typ) if name in t.column_names else pa.nulls(len(t), typ)
+    cols["added_at"] = pa.array([now] * len(t), pa.timestamp("s", tz="UTC"))
+    return pa.table(cols, schema=store.METADATA_SCHEMA)
+
+
+def add_to_index(index, files: Sequence[Path], ids_of: dict[str, int], quiet: bool) -> pa.Table:
+    """Add every good row of the vector files under its id; returns their metadata rows."""
+    now = int(time.time())
+    parts = [store.METADATA_SCHEMA.empty_table()]
+    with progress(vt.count_rows(files), "index", quiet) as bar:
+        for t in vt.batches(files):
+            if len(t):
+                ids = np.fromiter((ids_of[p] for p in t["path"].to_pylist()), np.int64, len(t))
+                faiss_index.add(index, vt.vectors_of(t), ids)
+                parts.append(_metadata_rows(t, ids, now))
+            bar.update(len(t))
+    return pa.concat_tables(parts).sort_by("id")
+
+
+def _sample(files: Sequence[Path], n: int, seed: int = 0) -> np.ndarray:
+    """A uniform random sample of n vectors from the files, in one streaming pass (reservoir)."""
+    rng = np.random.default_rng(seed)
+    chosen: np.ndarray | None = None
+    seen = 0
+    for t in vt.batches(files, ["path", "vector", "error"]):
+        v = vt.vectors_of(t)
+        if chosen is None:
+            chosen = np.empty((n, v.shape[1]), np.float32)
+        for row in v:  # Algorithm R; rows are few per batch compared to the encoding cost
+            if seen < n:
+                chosen[seen] = row
+            else:
+                j = rng.integers(0, seen + 1)
+                if j < n:
+                    chosen[j] = row
+            seen += 1
+    return chosen[: min(n, seen)] if chosen is not None else np.zeros((0, 0), np.float32)
+
+
+def fill_index(files: Sequence[Path], ids_of: dict[str, int], d: int, memory_budget: int | None, quiet: bool):
+    """Choose, train, fill and tune a FAISS index from vector files; returns (index, spec, metadata)."""
+    n = sum(len(t) for t in vt.batches(files, ["vector", "error"]))
+    spec = faiss_index.choose(n, d, memory_budget)
+    train = _sample(files, max(faiss_index.train_size(spec), 1000))
+    index = faiss_index.create(spec, d, train[: faiss_index.train_size(spec)])
+    meta = add_to_index(index, files, ids_of, quiet)
+    if not spec.exact and index.ntotal:
+        queries = train[:500]
+        positions = faiss_index.exact_neighbours(queries, (vt.vectors_of(t) for t in vt.batches(files, ["vector", "error"])))
+        order = np.concatenate([np.fromiter((ids_of[p] for p in t["path"].to_pylist()), np.int64) for t in vt.batches(files, ["path", "vector", "error"])])
+        truth = np.where(positions >= 0, order[np.maximum(positions, 0)], -1)
+        spec.nprobe, spec.recall_at_10 = faiss_index.tune_nprobe(index, queries, truth)
+        faiss_index.set_nprobe(index, spec.nprobe)
+    spec.trained_on = n
+    return index, spec, meta
+
+
+def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], quiet: bool, seed: int = 0) -> calib.Calibration:
+    """Query the index with edited copies of sampled indexed images and fit distance → probability.
+
+    ``items`` are (id, path) of indexed images. The source of a copy is a true match; the other top
+    hits are not (exact duplicates, at distance 0, are left out). Where the sampled images cannot be
+    read from here (vectors made on another machine), the example photos shipped with vecsearch
+    stand in as sources.
+    """
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(len(items), min(CALIBRATION_SAMPLE, len(items)), replace=False)) if items else []
+    sources: list[tuple[int, np.ndarray]] = []
+    with progress(len(picks), "calibrate", quiet) as bar:
+        for i in picks:
+            with contextlib.suppress(imgs.ImageError):
+                sources.append((items[i][0], imgs.to_pixels(items[i][1], encoder.config.max_side)))
+            bar.update(1)
+    if len(sources) < 10:
+        sources += [(-1, imgs.to_pixels(p, encoder.config.max_side)) for p in example_images()]
+    copies = max(1, min(10, -(-100 // len(sources))))
+    edited = [random_edit(px, rng) for _, px in sources for _ in range(copies)]
+    owner = np.repeat(np.arange(len(sources)), copies)
+    v_orig = encoder.encode([px for _, px in sources])
+    v_edit = encoder.encode(edited)
+    positive = np.sum((v_edit - v_orig[owner]) ** 2, axis=1)
+    dist, ids = faiss_index.search(index, v_edit, CALIBRATION_K + 1)
+    negative = [d for q, o in enumerate(owner) for d in [d for d, i in zip(dist[q], ids[q]) if i >= 0 and i != sources[o][0] and d > 1e-6][:CALIBRATION_K]]
+    if len(negative) < 20:  # a tiny collection: unrelated pairs among the example photos help out
+        ex = encoder.encode(example_images())
+        negative += [float(np.sum((a - b) ** 2)) for i, a in enumerate(ex) for b in ex[i + 1 :]]
+    return calib.fit(positive, np.array(negative))
+
+
+def commit_version(root: Path, previous: store.Version | None, encoder: Encoder, faiss_idx, spec: faiss_index.IndexSpec,
+                   meta: pa.Table, cal: calib.Calibration, skipped: list[tuple[str, str]], **extra) -> store.Version:
+    """Write the files of a new version under versioned names and switch the manifest to them.
+
+    The encoder file of the previous version is reused when the encoder did not change.
+    """
+    v = previous.number + 1 if previous else 1
+    name = lambda role, suffix: root / store.versioned_name(role, v, suffix)  # noqa: E731
+    same_encoder = previous is not None and previous.manifest.get("encoder", {}).get("fingerprint") == encoder.fingerprint()
+    files = {
+        "encoder": previous.file("encoder") if same_encoder else encoder.save(name("encoder", ".npz")),
+        "index": name("index", ".faiss"),
+        "metadata": name("metadata", ".parquet"),
+        "calibration": name("calibration", ".json"),
+        "skipped": name("skipped", ".parquet"),
+    }
+    faiss_index.save(faiss_idx, files["index"])
+    store.write_parquet(meta, files["metadata"])
+    store.atomic_write_bytes(files["calibration"], cal.to_json().encode())
+    store.write_parquet(pa.table({"path": [p for p, _ in skipped], "reason": [r for _, r in skipped]}, schema=store.SKIPPED_SCHEMA), files["skipped"])
+    ids = meta["id"].to_numpy()
+    manifest = {
+        **(previous.manifest if previous else {}),
+        "version": v,
+        "created_at": previous.manifest.get("created_at") if previous else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "encoder": {"fingerprint": encoder.fingerprint(), "dim": encoder.dim, "config": json.loads(encoder.config.to_json())},
+        "index": spec.to_dict(),
+        "counts": {"images": int(len(meta)), "skipped": len(skipped), "max_id": int(max(ids.max() if len(ids) else -1, (previous.manifest["counts"]["max_id"] if previous else -1)))},
+        "libraries": store.library_versions(),
+        **extra,
+    }
+    return store.commit(root, files, manifest, previous)
+
+
+def _open(root: Path, report: BuildReport):
+    from .search import open_index
+
+    opened = open_index(root)
+    opened.last_build = report
+    return opened
+
+
+def _skipped_of(files: Sequence[Path]) -> list[tuple[str, str]]:
+    out = []
+    for t in vt.batches(files, ["path", "error"], ok_only=False):
+        if "error" in t.column_names:
+            out += [(p, e) for p, e in zip(t["path"].to_pylist(), t["error"].to_pylist()) if e is not None]
+    return out
+
+
+def _vector_paths(files: Sequence[Path]) -> list[str]:
+    paths = [p for t in vt.batches(files, ["path", "vector", "error"]) for p in t["path"].to_pylist()]
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"{files[0]}: the same path appears more than once")
+    return paths
+
+
+def _resolve_encoder(encoder, previous: store.Version | None, retrain: bool, vector_files: Sequence[Path]) -> Encoder | None:
+    if isinstance(encoder, (str, os.PathLike)):
+        return Encoder.load(encoder)
+    if encoder is not None:
+        return encoder
+    if previous is not None and not retrain:
+        return Encoder.load(previous.file("encoder"))
+    if vector_files:
+        raise ValueError("building from --vectors needs the encoder that made them: give --encoder (an encoder file or index directory)")
+    return None
+
+
 def build(
-    sources: Sequence[str | os.PathLike] | str | os.PathLike,
+    sources: Sequence[str | os.PathLike] | str | os.PathLike | None,
     index: str | os.PathLike,
     *,
+    vectors: Sequence[str | os.PathLike] | str | os.PathLike | None = None,
     encoder: str | os.PathLike | Encoder | None = None,
     retrain: bool = False,
     workers: int | None = None,
@@ -312,74 +333,51 @@ def build(
 ):
     """Index the images of ``sources`` (folders, files, globs, .txt lists) into the directory ``index``.
 
-    The encoder is, in order: the one given; the existing index's (unless ``retrain``); or one
-    trained on a sample of the sources. ``workers=0`` encodes in this process, ``None`` uses every
-    core; ``scheduler`` (e.g. ``tcp://host:8786``) encodes on a Dask cluster. Started again after an
-    interruption with the same sources, it resumes. Returns the opened ``Index``.
+    Or, with ``vectors`` (Parquet files written by ``embed`` or any tool, columns path and vector),
+    index precomputed vectors; ``encoder`` must then be the encoder that made them. The encoder is,
+    in order: the one given; the existing index's (unless ``retrain``); or one trained on a sample
+    of the sources. ``workers=0`` encodes in this process, ``None`` uses every core; ``scheduler``
+    (``tcp://host:8786`` or a ``distributed.Client``) encodes on a Dask cluster. Started again after
+    an interruption with the same sources, it resumes. Returns the opened ``Index``.
     """
-    from .search import open_index
-
     t0 = time.time()
     root = Path(index).expanduser()
     budget = faiss_index.parse_bytes(memory_budget)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    vector_files = [Path(v).expanduser() for v in _as_list(vectors)] if vectors is not None else []
+    if not vector_files and not sources:
+        raise ValueError("give the images to index (SOURCE…) or precomputed --vectors")
     with store.writer_lock(root):
         previous = store.read_manifest(root) if (root / store.MANIFEST).exists() else None
-        paths, skipped = scan(_as_list(sources), quiet)
-        if not paths:
-            why = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
-            raise NoImagesError(f"no images found in {', '.join(_as_list(sources))}{f' ({why})' if why else ''}")
-        if isinstance(encoder, (str, os.PathLike)):
-            encoder = Encoder.load(encoder)
-        elif encoder is None and previous is not None and not retrain:
-            encoder = Encoder.load(previous.file("encoder"))
-        key = _key("build", paths, encoder.fingerprint() if encoder is not None else f"train:{(config or EncoderConfig()).to_json()}")
-        work = WorkDir(root, key)
-        if encoder is None:
-            encoder = Encoder.load(work.encoder_path) if work.encoder_path.exists() else train_encoder(paths, config or EncoderConfig(), quiet)
-        if not work.encoder_path.exists():
-            encoder.save(work.encoder_path)
-        encode_to_chunks(work, encoder, paths, workers=workers, scheduler=scheduler, batch_size=batch_size, quiet=quiet)
-        chunks = work.chunks()
-        for t in _read_chunks(chunks, ["path", "error"]):
-            skipped += [(p, e) for p, e in zip(t["path"].to_pylist(), t["error"].to_pylist()) if e is not None]
+        enc = _resolve_encoder(encoder, previous, retrain, vector_files)
+        work = None
+        if vector_files:
+            vt.check_files(vector_files, enc)
+            files, skipped = vector_files, _skipped_of(vector_files)
+            paths = _vector_paths(vector_files)
+        else:
+            paths, skipped = scan(_as_list(sources), quiet)
+            if not paths:
+                why = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
+                raise NoImagesError(f"no images found in {', '.join(_as_list(sources))}{f' ({why})' if why else ''}")
+            cfg = config or EncoderConfig()
+            work = WorkDir(root, _key("build", paths, enc.fingerprint() if enc is not None else f"train:{cfg.to_json()}"))
+            if enc is None:
+                enc = Encoder.load(work.encoder_path) if work.encoder_path.exists() else train_encoder(paths, cfg, quiet)
+            if not work.encoder_path.exists():
+                enc.save(work.encoder_path)
+            encode_to_chunks(work, enc, paths, workers=workers, scheduler=scheduler, batch_size=batch_size, quiet=quiet)
+            files = work.chunks()
+            skipped += _skipped_of(files)
         ids_of = {p: i for i, p in enumerate(paths)}
-        faiss_idx, spec, meta = fill_index(chunks, ids_of, encoder.dim, budget, quiet)
+        faiss_idx, spec, meta = fill_index(files, ids_of, enc.dim, budget, quiet)
         if not len(meta):
             why = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
             raise NoImagesError(f"none of the {len(paths)} files could be read as an image ({why})")
-        cal = fit_calibration(encoder, faiss_idx, list(zip(meta["id"].to_pylist(), meta["path"].to_pylist())), quiet)
-        version = commit_version(root, previous, encoder, faiss_idx, spec, meta, cal, skipped, sources=_as_list(sources), trained_on=len(paths))
-        work.remove()
-    report = BuildReport(len(meta), skipped, time.time() - t0)
-    log.debug(report.summary())
-    opened = open_index(root)
-    opened.last_build = report
-    return opened
-
-
-def commit_version(root: Path, previous, encoder: Encoder, faiss_idx, spec, meta: pa.Table, cal: calib.Calibration, skipped, **extra) -> store.Version:
-    """Write the files of a new version under versioned names and switch the manifest to them."""
-    v = previous.number + 1 if previous else 1
-    files = {
-        "encoder": root / store.versioned_name("encoder", v, ".npz"),
-        "index": root / store.versioned_name("index", v, ".faiss"),
-        "metadata": root / store.versioned_name("metadata", v, ".parquet"),
-        "calibration": root / store.versioned_name("calibration", v, ".json"),
-        "skipped": root / store.versioned_name("skipped", v, ".parquet"),
-    }
-    encoder.save(files["encoder"])
-    faiss_index.save(faiss_idx, files["index"])
-    store.write_parquet(meta, files["metadata"])
-    store.atomic_write_bytes(files["calibration"], cal.to_json().encode())
-    store.write_parquet(pa.table({"path": [p for p, _ in skipped], "reason": [r for _, r in skipped]}, schema=store.SKIPPED_SCHEMA), files["skipped"])
-    manifest = {
-        "version": v,
-        "created_at": previous.manifest.get("created_at") if previous else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "encoder": {"fingerprint": encoder.fingerprint(), "dim": encoder.dim, "config": json.loads(encoder.config.to_json())},
-        "index": spec.to_dict(),
-        "counts": {"images": int(len(meta)), "skipped": len(skipped), "max_id": int(meta["id"].to_numpy().max()) if len(meta) else -1},
-        **extra,
-    }
-    return store.commit(root, files, manifest, previous)
+        cal = fit_calibration(enc, faiss_idx, list(zip(meta["id"].to_pylist(), meta["path"].to_pylist())), quiet)
+        trained = previous.manifest.get("encoder_trained_on") if previous and enc.fingerprint() == previous.manifest["encoder"]["fingerprint"] else None
+        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, encoder_trained_on=trained or len(paths))
+        if work:
+            work.remove()
+    return _open(root, BuildReport(len(meta), skipped, time.time() - t0))

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -259,7 +260,7 @@ class Encoder:
                     raise ValueError(f"{path}: encoder format {fmt} is newer than this vecsearch understands ({FORMAT})")
                 config = EncoderConfig.from_json(str(z["config"]))
                 enc = cls(config, z["centres"], z["pca_mean"], z["pca_components"], z["colour_mean"])
-        except (OSError, KeyError, ValueError, EOFError) as e:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             msg = str(e)
             raise ValueError(msg if msg.startswith(str(path)) else f"{path}: not a valid encoder file ({msg})") from None
         return enc

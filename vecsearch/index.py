@@ -34,6 +34,7 @@ class IndexSpec:
     nprobe: int = 1
     recall_at_10: float | None = None
     memory_budget: int | None = None
+    trained_on: int = 0  # vectors in the index when it was trained (retraining pays off far above)
 
     @property
     def exact(self) -> bool:
