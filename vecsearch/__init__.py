@@ -12,11 +12,12 @@ __version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .builder import build
+    from .builder import add, build, remove
+    from .embedding import embed, train
     from .encoder import Encoder, EncoderConfig
     from .search import Hit, Index
 
-__all__ = ["build", "open", "Index", "Hit", "Encoder", "EncoderConfig", "ImageError", "__version__"]
+__all__ = ["build", "add", "remove", "open", "embed", "train", "Index", "Hit", "Encoder", "EncoderConfig", "ImageError", "__version__"]
 
 _LAZY = {
     "build": ("builder", "build"),
@@ -25,6 +26,10 @@ _LAZY = {
     "Encoder": ("encoder", "Encoder"),
     "EncoderConfig": ("encoder", "EncoderConfig"),
     "ImageError": ("images", "ImageError"),
+    "add": ("builder", "add"),
+    "remove": ("builder", "remove"),
+    "embed": ("embedding", "embed"),
+    "train": ("embedding", "train"),
 }
 
 

@@ -381,3 +381,108 @@ def build(
         if work:
             work.remove()
     return _open(root, BuildReport(len(meta), skipped, time.time() - t0))
+
+
+def _changed(path: str, row: dict | None) -> bool:
+    """New, or its size or modification time differ from what the index recorded."""
+    if row is None:
+        return True
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True  # let the encoder report why it cannot be read
+    return st.st_size != row["bytes"] or abs(st.st_mtime - row["mtime"]) > 1e-6
+
+
+def _load_for_update(previous: store.Version):
+    try:
+        return faiss_index.load(previous.file("index"), mmap=False)
+    except RuntimeError as e:
+        raise store.IndexError_(f"{previous.file('index')}: damaged FAISS index ({str(e).splitlines()[0][:200]})") from None
+
+
+def add(
+    sources: Sequence[str | os.PathLike] | str | os.PathLike | None,
+    index: str | os.PathLike,
+    *,
+    vectors: Sequence[str | os.PathLike] | str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    batch_size: int = 64,
+    quiet: bool = False,
+):
+    """Add new and changed images (or precomputed ``vectors``) to an existing index, as one new version.
+
+    Files whose path, size and modification time match the index are skipped; changed ones are
+    re-encoded and replace their old entry. The index's own encoder is used, so vectors stay
+    comparable. Like ``build``, an interrupted add resumes when run again.
+    """
+    t0 = time.time()
+    root = Path(index).expanduser()
+    vector_files = [Path(v).expanduser() for v in _as_list(vectors)] if vectors is not None else []
+    with store.writer_lock(root):
+        previous = store.read_manifest(root)
+        enc = Encoder.load(previous.file("encoder"))
+        old = store.read_metadata(previous.file("metadata"))
+        old_rows = {p: {"id": i, "bytes": b, "mtime": m} for p, i, b, m in zip(*(old[c].to_pylist() for c in ("path", "id", "bytes", "mtime")))}
+        work = None
+        if vector_files:
+            vt.check_files(vector_files, enc)
+            files, skipped = vector_files, _skipped_of(vector_files)
+            todo = _vector_paths(vector_files)
+        else:
+            paths, skipped = scan(_as_list(sources), quiet)
+            if not paths:
+                raise NoImagesError(f"no images found in {', '.join(_as_list(sources))}")
+            todo = [p for p in paths if _changed(p, old_rows.get(p))]
+            work = WorkDir(root, _key("add", todo, f"{enc.fingerprint()}:{previous.number}"))
+            if not work.encoder_path.exists():
+                enc.save(work.encoder_path)
+            encode_to_chunks(work, enc, todo, workers=workers, scheduler=scheduler, batch_size=batch_size, quiet=quiet)
+            files = work.chunks()
+            skipped += _skipped_of(files)
+        faiss_idx = _load_for_update(previous)
+        replaced = [old_rows[p]["id"] for p in todo if p in old_rows]
+        faiss_index.remove(faiss_idx, replaced)
+        first = int(previous.manifest["counts"]["max_id"]) + 1
+        new_meta = add_to_index(faiss_idx, files, {p: first + i for i, p in enumerate(todo)}, quiet)
+        keep_old = old.filter(pa.compute.invert(pa.compute.is_in(old["id"], pa.array(replaced, pa.int64()))))
+        meta = pa.concat_tables([keep_old, new_meta]).sort_by("id")
+        retried = set(todo)
+        prev_skipped = pq.read_table(previous.file("skipped"))
+        skipped = [(p, r) for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist()) if p not in retried] + skipped
+        spec = faiss_index.IndexSpec(**previous.manifest["index"])
+        cal = calib.Calibration.load(previous.file("calibration"))
+        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped)
+        if work:
+            work.remove()
+    return _open(root, BuildReport(len(new_meta), skipped, time.time() - t0))
+
+
+def remove(paths: Sequence[str | os.PathLike] | str | os.PathLike | None, index: str | os.PathLike, *, missing: bool = False, quiet: bool = False) -> int:
+    """Remove images from an index by path (a folder removes everything under it), as one new version.
+
+    With ``missing``, also every indexed file that no longer exists. Returns how many were removed.
+    """
+    root = Path(index).expanduser()
+    targets = [os.path.abspath(os.path.expanduser(p)) for p in _as_list(paths)]
+    if not targets and not missing:
+        raise ValueError("give the PATHs to remove, or --missing to drop files that no longer exist")
+    with store.writer_lock(root):
+        previous = store.read_manifest(root)
+        meta = store.read_metadata(previous.file("metadata"))
+        exact = set(targets)
+        prefixes = tuple(t.rstrip(os.sep) + os.sep for t in targets)
+        gone = [i for i, p in zip(meta["id"].to_pylist(), meta["path"].to_pylist())
+                if p in exact or (prefixes and p.startswith(prefixes)) or (missing and not os.path.lexists(p))]
+        if not gone:
+            return 0
+        faiss_idx = _load_for_update(previous)
+        faiss_index.remove(faiss_idx, gone)
+        meta = meta.filter(pa.compute.invert(pa.compute.is_in(meta["id"], pa.array(gone, pa.int64()))))
+        prev_skipped = pq.read_table(previous.file("skipped"))
+        skipped = [(p, r) for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist())
+                   if p not in exact and not (prefixes and p.startswith(prefixes))]
+        commit_version(root, previous, Encoder.load(previous.file("encoder")), faiss_idx, faiss_index.IndexSpec(**previous.manifest["index"]),
+                       meta, calib.Calibration.load(previous.file("calibration")), skipped)
+    return len(gone)

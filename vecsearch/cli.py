@@ -40,22 +40,23 @@ def _quiet_logging(quiet: bool) -> None:
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
-def build(*sources: str, index: str = DEFAULT_INDEX, workers: int | None = None, scheduler: str | None = None,
-          batch_size: int = 64, memory_budget: str | None = None, encoder: str | None = None,
-          retrain: bool = False, quiet: bool = False) -> None:
+def build(*sources: str, index: str = DEFAULT_INDEX, vectors: str | None = None, workers: int | None = None,
+          scheduler: str | None = None, batch_size: int = 64, memory_budget: str | None = None,
+          encoder: str | None = None, retrain: bool = False, quiet: bool = False) -> None:
     """Index images: folders (recursive), files, glob patterns, or .txt files listing paths.
 
     Resumes where it stopped if killed and run again with the same sources. Bad files are skipped
-    and listed (see `vecsearch info --skipped`).
+    and listed (see `vecsearch info --skipped`). An existing index is replaced by a new version.
 
     Args:
         sources: where the images are.
         index: the index directory to create or replace (default indexes/default).
+        vectors: index precomputed vectors instead (a Parquet file from `vecsearch embed`; needs --encoder).
         workers: processes that encode images; 0 = in this process; default: one per core.
         scheduler: address of a Dask scheduler (tcp://host:8786) to encode on a cluster instead.
         batch_size: images per task; each finished batch is saved, so a restart loses at most these.
         memory_budget: memory the index may take, like 4G; above it vectors are compressed (SQ8, PQ).
-        encoder: use this trained encoder (an encoder .npz or another index's directory).
+        encoder: use this trained encoder (from `vecsearch train`, or another index's directory).
         retrain: train a new encoder on this collection even if the index already has one.
         quiet: no progress bars or summary.
     """
@@ -63,12 +64,107 @@ def build(*sources: str, index: str = DEFAULT_INDEX, workers: int | None = None,
 
     _quiet_logging(quiet)
     srcs = _paths(sources)
-    if not srcs:
-        raise UsageError("give at least one SOURCE: a folder, file, glob or .txt list of image paths")
-    result = run_build(srcs, index, encoder=encoder, retrain=retrain, workers=workers, scheduler=scheduler,
-                       batch_size=int(batch_size), memory_budget=memory_budget, quiet=quiet)
+    if not srcs and not vectors:
+        raise UsageError("give at least one SOURCE (a folder, file, glob or .txt list of image paths) or --vectors FILE")
+    result = run_build(srcs, index, vectors=_paths([vectors]) if vectors else None, encoder=encoder, retrain=retrain,
+                       workers=workers, scheduler=scheduler, batch_size=int(batch_size), memory_budget=memory_budget, quiet=quiet)
     if not quiet:
         print(f"{result.path}: {result.last_build.summary()}", file=sys.stderr)
+
+
+def add(*sources: str, index: str = DEFAULT_INDEX, vectors: str | None = None, workers: int | None = None,
+        scheduler: str | None = None, batch_size: int = 64, quiet: bool = False) -> None:
+    """Add new and changed images to an index (unchanged files are not encoded again).
+
+    Args:
+        sources: folders, files, globs or .txt lists; files already indexed and unchanged are skipped.
+        index: the index directory (default indexes/default).
+        vectors: add precomputed vectors instead (Parquet from `vecsearch embed` with this index's encoder).
+        workers: processes that encode images; 0 = in this process; default: one per core.
+        scheduler: address of a Dask scheduler to encode on a cluster.
+        batch_size: images per task.
+        quiet: no progress bars or summary.
+    """
+    from .builder import add as run_add
+
+    _quiet_logging(quiet)
+    srcs = _paths(sources)
+    if not srcs and not vectors:
+        raise UsageError("give at least one SOURCE or --vectors FILE")
+    result = run_add(srcs, index, vectors=_paths([vectors]) if vectors else None, workers=workers, scheduler=scheduler,
+                     batch_size=int(batch_size), quiet=quiet)
+    if not quiet:
+        print(f"{result.path}: added {result.last_build.indexed} images, now {len(result)}; {result.last_build.summary()}", file=sys.stderr)
+
+
+def remove(*paths: str, index: str = DEFAULT_INDEX, missing: bool = False, quiet: bool = False) -> None:
+    """Remove images from an index by path; a folder removes everything under it.
+
+    Args:
+        paths: indexed files or folders to remove (they need not exist any more).
+        index: the index directory (default indexes/default).
+        missing: also remove every indexed file that no longer exists.
+        quiet: no summary.
+    """
+    from .builder import remove as run_remove
+
+    n = run_remove(_paths(paths), index, missing=missing)
+    if not quiet:
+        print(f"{index}: removed {n} images", file=sys.stderr)
+
+
+def embed(*sources: str, index: str | None = None, encoder: str | None = None, out: str = "vectors.parquet",
+          workers: int | None = None, scheduler: str | None = None, batch_size: int = 64, quiet: bool = False) -> None:
+    """Encode images into a Parquet file of vectors (path, vector, error, file facts) for other tools.
+
+    The file is readable as it is by pyarrow, pandas, DuckDB, Polars and Spark, and by
+    `vecsearch build --vectors` / `add --vectors`. It is written under a temporary name and renamed
+    when complete.
+
+    Args:
+        sources: folders, files, globs or .txt lists of images.
+        index: use this index's encoder (or give --encoder).
+        encoder: an encoder file or directory from `vecsearch train`.
+        out: the Parquet file to write (default vectors.parquet).
+        workers: processes that encode images; 0 = in this process; default: one per core.
+        scheduler: address of a Dask scheduler to encode on a cluster.
+        batch_size: images per batch (bounds memory).
+        quiet: no progress bar or summary.
+    """
+    from .embedding import embed as run_embed
+
+    _quiet_logging(quiet)
+    if bool(index) == bool(encoder):
+        raise UsageError("give exactly one of --index DIR or --encoder FILE")
+    srcs = _paths(sources)
+    if not srcs:
+        raise UsageError("give at least one SOURCE of images")
+    path = run_embed(srcs, index or encoder, out, workers=workers, scheduler=scheduler, batch_size=int(batch_size), quiet=quiet)
+    if not quiet:
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(path, columns=["error"])
+        bad = t["error"].null_count
+        print(f"{path}: {bad} vectors, {len(t) - bad} files skipped (see the error column)", file=sys.stderr)
+
+
+def train(*sources: str, out: str = "encoder", quiet: bool = False) -> None:
+    """Train an encoder alone on a sample of images, to share between indexes and batch jobs.
+
+    Args:
+        sources: folders, files, globs or .txt lists; up to 1000 of them are sampled.
+        out: a directory (gets encoder.npz) or a .npz file (default ./encoder).
+        quiet: no progress bars.
+    """
+    from .embedding import train as run_train
+
+    _quiet_logging(quiet)
+    srcs = _paths(sources)
+    if not srcs:
+        raise UsageError("give at least one SOURCE of sample images")
+    enc = run_train(srcs, out, quiet=quiet)
+    if not quiet:
+        print(f"{out}: encoder {enc.fingerprint()}, {enc.dim} dimensions", file=sys.stderr)
 
 
 def query(*images: str, index: str = DEFAULT_INDEX, k: int = 10, min_similarity: float = 0.0, format: str = "table") -> None:
@@ -134,6 +230,8 @@ def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table
         ("calibration", f"{data['calibration'].get('positives')} edited copies vs {data['calibration'].get('negatives')} non-matching hits"),
         ("committed", data["committed_at"]),
     ]
+    if data["advice"]:
+        lines.append(("advice", data["advice"]))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
@@ -190,7 +288,7 @@ def _emit(rows: list[dict], format: str, columns: list[str], group_by: str | Non
             print("(no results)", file=sys.stderr)
 
 
-COMMANDS = {"build": build, "query": query, "info": info, "demo": demo}
+COMMANDS = {"build": build, "add": add, "remove": remove, "query": query, "info": info, "embed": embed, "train": train, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:

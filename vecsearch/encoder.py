@@ -109,7 +109,8 @@ class EncodedFiles:
 
 
 class Encoder:
-    """Trained encoder state. Immutable after fitting; ``encode`` is safe to call from several threads."""
+    """Trained encoder state: immutable after fitting, so ``encode`` is safe to call from several
+    threads, and picklable (its arrays, about 17 MB with the defaults) to send to workers."""
 
     def __init__(self, config: EncoderConfig, centres: np.ndarray, pca_mean: np.ndarray, pca_components: np.ndarray, colour_mean: np.ndarray):
         self.config = config
@@ -178,6 +179,12 @@ class Encoder:
             except Exception as e:  # a decoder bug must cost one file, not the build
                 failures.append((path, f"unexpected error: {type(e).__name__}: {e}"))
         return EncodedFiles(self.encode_features(feats), infos, failures)
+
+    def encode_table(self, paths: Sequence[str]):
+        """Encode files into a ``pyarrow.Table`` (path, vector, error, file facts); bad files get an error."""
+        from . import vectors
+
+        return vectors.table(self.encode_files(list(paths)), self)
 
     # ---- training --------------------------------------------------------------------------
     @classmethod

@@ -122,9 +122,7 @@ class Index:
     def metadata(self, ids: Sequence[int] | None = None) -> pa.Table:
         """Metadata rows (all, or those of ``ids``) as an Arrow table."""
         if ids is None:
-            import pyarrow.parquet as pq
-
-            return pq.read_table(self._metadata_path)
+            return store.read_metadata(self._metadata_path)
         return store.read_metadata_rows(self._metadata_path, np.asarray(ids))
 
     def skipped(self) -> pa.Table:
@@ -145,10 +143,29 @@ class Index:
             "index": m.get("index", {}),
             "encoder": m.get("encoder", {}),
             "calibration": {k: v for k, v in self.calibration.fitted_on.items() if not k.startswith("histogram") and not k.endswith("histogram")},
+            "advice": retrain_advice(m, len(self)),
             "committed_at": m.get("committed_at"),
             "created_at": m.get("created_at"),
             "libraries": m.get("libraries", {}),
         }
+
+
+#: Growth past which the encoder sample or the IVF lists no longer represent the collection well.
+GROWTH = 4
+
+
+def retrain_advice(manifest: dict, n: int) -> str | None:
+    """Say when the collection has outgrown what its encoder and index were trained on."""
+    ix = manifest.get("index", {})
+    if ix.get("nlist") == 1 and n > faiss_index.EXACT_MAX:
+        return f"{n} images is past exact search's {faiss_index.EXACT_MAX}: 'vecsearch build --retrain' would switch to a faster IVF index"
+    trained = ix.get("trained_on") or 0
+    if ix.get("nlist", 1) > 1 and trained and n > GROWTH * trained:
+        return f"grew from {trained} to {n} images since the IVF index was trained: 'vecsearch build --retrain' would restore its speed and recall"
+    enc_n = manifest.get("encoder_trained_on") or 0
+    if enc_n and n > GROWTH * enc_n:
+        return f"grew from {enc_n} to {n} images since the encoder was trained: 'vecsearch build --retrain' would fit it to the collection"
+    return None
 
 
 def _check_k(k: int, min_similarity: float | None) -> None:

@@ -196,6 +196,14 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def read_metadata(path: Path) -> pa.Table:
+    """The whole metadata table, in METADATA_SCHEMA's types (Parquet stores seconds as ms)."""
+    try:
+        return pq.read_table(path).cast(METADATA_SCHEMA)
+    except (OSError, pa.ArrowInvalid, ValueError) as e:
+        raise IndexError_(f"{path}: cannot read metadata ({e})") from None
+
+
 def read_metadata_rows(path: Path, ids: np.ndarray, columns: list[str] | None = None) -> pa.Table:
     """Only the rows with the given ids, reading only the row groups whose id range can hold them."""
     try:
