@@ -156,6 +156,23 @@ def train_encoder(paths: Sequence[str], config: EncoderConfig, quiet: bool) -> E
         return Encoder.fit(sample, config, progress=bar.update)
 
 
+def _vector_files(vectors) -> list[Path]:
+    """Parquet vector files: given one by one, or as folders of ``*.parquet`` parts (as Dask/Spark write)."""
+    out: list[Path] = []
+    for v in _as_list(vectors):
+        p = Path(v).expanduser()
+        if p.is_dir():
+            parts = sorted(p.glob("*.parquet"))
+            if not parts:
+                raise ValueError(f"{p}: no .parquet files in this folder")
+            out += parts
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ValueError(f"{p}: no such vectors file")
+    return out
+
+
 def _metadata_rows(t: pa.Table, ids: np.ndarray, now: int) -> pa.Table:
     cols = {"id": pa.array(ids, pa.int64()), "path": t["path"]}
     for name, typ in vt.FACTS:
@@ -345,7 +362,7 @@ def build(
     budget = faiss_index.parse_bytes(memory_budget)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    vector_files = [Path(v).expanduser() for v in _as_list(vectors)] if vectors is not None else []
+    vector_files = _vector_files(vectors) if vectors is not None else []
     if not vector_files and not sources:
         raise ValueError("give the images to index (SOURCE…) or precomputed --vectors")
     with store.writer_lock(root):
@@ -419,7 +436,7 @@ def add(
     """
     t0 = time.time()
     root = Path(index).expanduser()
-    vector_files = [Path(v).expanduser() for v in _as_list(vectors)] if vectors is not None else []
+    vector_files = _vector_files(vectors) if vectors is not None else []
     with store.writer_lock(root):
         previous = store.read_manifest(root)
         enc = Encoder.load(previous.file("encoder"))

@@ -7,6 +7,7 @@ it scattered (broadcast) once.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Iterable, Iterator
@@ -77,22 +78,24 @@ def _run_pool(encoder_path: str, tasks: Iterable[Task], workers: int) -> Iterato
             yield fut.result()
 
 
-def _run_dask(encoder: Encoder, tasks: Iterable[Task], scheduler: str) -> Iterator[tuple[int, EncodedFiles]]:
+def _run_dask(encoder: Encoder, tasks: Iterable[Task], scheduler) -> Iterator[tuple[int, EncodedFiles]]:
     try:
-        from distributed import Client, wait as dask_wait
+        from distributed import Client, as_completed
     except ImportError:
         raise RuntimeError("--scheduler needs dask.distributed: pip install 'vecsearch[dask]'") from None
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler, set_as_default=False)
+    own = not isinstance(scheduler, Client)
+    client = Client(scheduler, set_as_default=False) if own else scheduler
     try:
-        workers = max(1, sum(client.nthreads().values()))
+        in_flight = 2 * max(1, sum(client.nthreads().values()))
         shipped = client.scatter(encoder, broadcast=True)
-
-        def wait_some(pending):
-            res = dask_wait(list(pending), return_when="FIRST_COMPLETED")
-            return res.done, set(res.not_done)
-
-        for fut in _bounded(lambda t: client.submit(_encode_with, shipped, t, pure=False), tasks, 2 * workers, wait_some):
+        todo = iter(tasks)
+        with client.as_current():  # as_completed looks for the current client
+            running = as_completed([client.submit(_encode_with, shipped, t, pure=False) for t in itertools.islice(todo, in_flight)])
+        for fut in running:
             yield fut.result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                running.add(client.submit(_encode_with, shipped, nxt, pure=False))
     finally:
-        if client is not scheduler:
+        if own:
             client.close()
