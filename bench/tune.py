@@ -315,6 +315,8 @@ class Candidate:
     label: str
     config: EncoderConfig = field(default_factory=EncoderConfig)
     colour: tuple[tuple[str, float], ...] = BASE_SPEC
+    colour_pca: int = 0  # >0: project the centred colour part on its top components (fitted per set)
+    colour_whiten: float = 0.0  # with colour_pca: divide by eigenvalue^(colour_whiten/2), as whiten does
 
 
 def cfg(**kw) -> EncoderConfig:
@@ -368,6 +370,12 @@ def encode_set(name: str, cand: Candidate):
     mean, comps = fit_pca(v, c)
     colour = colour_matrix(name, cand)
     colour_mean = colour.mean(axis=0)
+    if cand.colour_pca:
+        _, sv, vt = np.linalg.svd(colour - colour_mean, full_matrices=False)
+        ev = sv[: cand.colour_pca] ** 2 / len(colour)
+        proj = vt[: cand.colour_pca].T / (ev + 1e-6) ** (cand.colour_whiten / 2)
+        colour = (colour - colour_mean) @ proj
+        colour_mean = np.zeros(colour.shape[1], np.float32)  # (the Encoder below is for timing only)
     has_words = np.linalg.norm(v, axis=1) > 0
     vp = _l2((v - mean) @ comps.T) * has_words[:, None]
     col = _l2(colour - colour_mean)
@@ -442,15 +450,35 @@ def check(cand: Candidate) -> dict[str, float]:
 
 def candidates() -> list[Candidate]:
     C = Candidate
-    out = [C("default (640/1000, hsv+hsv_g2@full, w=.4)")]
-    return out
+    tex = (("hsv16", 1.0), ("hsv_g2", 0.7), ("lbp_g2", 0.7), ("edge_g3", 0.7))
+    hsv16 = (("hsv16@full", 1.0), ("hsv_g2@full", 1.0))
+    w = dict(colour_pca=128, colour_whiten=0.25)
+    return [
+        C("A  default *"),
+        C("B  default, colour on 256px copy", colour=(("hsv", 1.0), ("hsv_g2", 1.0))),
+        C("C  default, w=.5", cfg(colour_weight=0.5)),
+        C("D  colour_bins=(16,4,4), w=.5 *", cfg(colour_bins=(16, 4, 4), colour_weight=0.5), hsv16),
+        C("E  hsv16+texture, w=.5", cfg(colour_weight=0.5), tex),
+        C("F  hsv16+texture, w=.4, 128 centres", cfg(colour_weight=0.4, n_centres=128), tex),
+        C("G  hsv16+texture, w=.6, 32 centres", cfg(colour_weight=0.6, n_centres=32), tex),
+        C("H  E + colour PCA128 whiten .25", cfg(colour_weight=0.5), tex, **w),
+        C("I  E + colour PCA128 whiten .5, w=.4", cfg(colour_weight=0.4), tex, colour_pca=128, colour_whiten=0.5),
+        C("J  H at 512/1000", cfg(colour_weight=0.5, max_side=512), tex, **w),
+        C("K  H at 480/1000", cfg(colour_weight=0.5, max_side=480), tex, **w),
+        C("L  H at 512/700", cfg(colour_weight=0.5, max_side=512, n_features=700), tex, **w),
+        C("M  H at 480/700", cfg(colour_weight=0.5, max_side=480, n_features=700), tex, **w),
+        C("N  H at 480/500", cfg(colour_weight=0.5, max_side=480, n_features=500), tex, **w),
+        C("O  E at 480/700", cfg(colour_weight=0.5, max_side=480, n_features=700), tex),
+        C("P  H at 480/700, w=.4", cfg(colour_weight=0.4, max_side=480, n_features=700), tex, **w),
+    ]
 
 
 def describe(c: Candidate) -> str:
     d = EncoderConfig()
     diff = {k: v for k, v in c.config.__dict__.items() if getattr(d, k) != v}
     col = "+".join(f"{b}" if w == 1 else f"{w:g}*{b}" for b, w in c.colour)
-    return f"{diff} | {col}"
+    extra = f" | colour PCA {c.colour_pca} whiten {c.colour_whiten:g}" if c.colour_pca else ""
+    return f"{diff} | {col}{extra}"
 
 
 def main(argv=None) -> None:
@@ -465,7 +493,7 @@ def main(argv=None) -> None:
         q = quality(c)
         s = "" if args.no_speed else f"{speed(c):6.1f}"
         print(f"{i:>3} {q['ukb_ns']:7.3f} {q['hol_map']:7.3f} {q['wang_p10']:9.3f} {s:>6}  {c.label}  [{describe(c)}]", flush=True)
-        if args.check and c.label.endswith("*"):
+        if args.check and c.label.endswith("*") and not c.colour_pca:
             e = check(c)
             print(f"    e2e {e['ukb_ns']:7.3f} {e['hol_map']:7.3f} {e['wang_p10']:9.3f}", flush=True)
 

@@ -109,3 +109,39 @@ def test_no_images_and_bad_arguments_are_clear_errors(tmp_path, built, examples)
         built.search(examples[0], k=0)
     with pytest.raises(ValueError, match="percentage"):
         built.search(examples[0], min_similarity=150)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_costs_no_image(tmp_path, examples, encoder):
+    """SIGKILL a pool worker mid-build: its batches are re-run and every image is still indexed."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        for p in examples:
+            shutil.copy(p, src / f"{i}-{Path(p).name}")
+    killed = []
+
+    def kill_a_worker():
+        me = psutil.Process()
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            servers = [c for c in me.children() if "forkserver" in " ".join(c.cmdline())]
+            workers = [w for srv in servers for w in srv.children()]  # pool workers fork from the server
+            if len(workers) >= 2 and (tmp_path / "idx" / store.WORK).exists() and list((tmp_path / "idx" / store.WORK).glob("chunk-*")):
+                os.kill(workers[-1].pid, signal.SIGKILL)
+                killed.append(workers[-1].pid)
+            time.sleep(0.05)
+
+    t = threading.Thread(target=kill_a_worker)
+    t.start()
+    index = vecsearch.build([src], tmp_path / "idx", encoder=encoder, workers=2, batch_size=4, quiet=True)
+    t.join()
+    assert killed, "no worker was killed: the test did not test anything"
+    assert len(index) == 12 * len(examples) and index.info()["skipped"] == 0

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import logging
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
+import numpy as np
+
 from .encoder import EncodedFiles, Encoder
+
+log = logging.getLogger(__name__)
 
 Task = tuple[int, list[str]]
 
@@ -40,7 +46,7 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run(encoder: Encoder, encoder_path: str, tasks: Iterable[Task], workers: int | None = None, scheduler: str | None = None) -> Iterator[tuple[int, EncodedFiles]]:
+def run(encoder: Encoder, encoder_path: str, tasks: Iterable[Task], workers: int | None = None, scheduler=None) -> Iterator[tuple[int, EncodedFiles]]:
     """Encode every task; ``workers=0`` runs in this process, ``scheduler`` names a Dask scheduler."""
     if scheduler:
         yield from _run_dask(encoder, tasks, scheduler)
@@ -48,34 +54,54 @@ def run(encoder: Encoder, encoder_path: str, tasks: Iterable[Task], workers: int
         for task in tasks:
             yield _encode_with(encoder, task)
     else:
-        yield from _run_pool(encoder_path, tasks, workers or default_workers())
+        yield from _run_pool(encoder_path, encoder.dim, tasks, workers or default_workers())
 
 
-def _bounded(submit, tasks: Iterable[Task], in_flight: int, wait_some) -> Iterator:
-    pending: set = set()
-    for task in tasks:
-        pending.add(submit(task))
-        if len(pending) >= in_flight:
-            done, pending = wait_some(pending)
-            yield from done
-    while pending:
-        done, pending = wait_some(pending)
-        yield from done
-
-
-def _run_pool(encoder_path: str, tasks: Iterable[Task], workers: int) -> Iterator[tuple[int, EncodedFiles]]:
+def _pool(encoder_path: str, workers: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
 
     # forkserver: forking a process that already runs OpenMP (faiss) threads can deadlock.
-    ctx = mp.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(encoder_path,)) as pool:
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"), initializer=_init_worker, initargs=(encoder_path,))
 
-        def wait_some(pending):
-            done, rest = wait(pending, return_when=FIRST_COMPLETED)
-            return done, rest
 
-        for fut in _bounded(lambda t: pool.submit(_encode_in_worker, t), tasks, 2 * workers, wait_some):
-            yield fut.result()
+def _run_pool(encoder_path: str, dim: int, tasks: Iterable[Task], workers: int) -> Iterator[tuple[int, EncodedFiles]]:
+    """A local process pool; if a worker dies (a decoder crash, the OOM killer), the batches it may
+    have held are re-run alone, split until the file that kills a worker is found and reported."""
+    todo = iter(tasks)
+    while True:
+        pool = _pool(encoder_path, workers)
+        running: dict = {}
+        try:
+            for task in itertools.islice(todo, 2 * workers):
+                running[pool.submit(_encode_in_worker, task)] = task
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    result = fut.result()
+                    del running[fut]
+                    yield result
+                    for task in itertools.islice(todo, 1):
+                        running[pool.submit(_encode_in_worker, task)] = task
+            pool.shutdown()
+            return
+        except BrokenProcessPool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            log.warning("a worker process died; re-running its %d batches one by one", len(running))
+            for number, paths in running.values():
+                yield number, _salvage(encoder_path, dim, paths)
+
+
+def _salvage(encoder_path: str, dim: int, paths: list[str]) -> EncodedFiles:
+    with _pool(encoder_path, 1) as alone:
+        try:
+            return alone.submit(_encode_in_worker, (0, paths)).result()[1]
+        except BrokenProcessPool:
+            pass
+    if len(paths) == 1:
+        return EncodedFiles(np.zeros((0, dim), np.float32), [], [(paths[0], "a worker process died while decoding this file")])
+    half = len(paths) // 2
+    a, b = _salvage(encoder_path, dim, paths[:half]), _salvage(encoder_path, dim, paths[half:])
+    return EncodedFiles(np.vstack([a.vectors, b.vectors]), a.infos + b.infos, a.failures + b.failures)
 
 
 def _run_dask(encoder: Encoder, tasks: Iterable[Task], scheduler) -> Iterator[tuple[int, EncodedFiles]]:
