@@ -31,15 +31,17 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - t, out
 
 
-def median_wall(cmd: list[str], runs: int) -> float:
-    """Median wall time of a process, start to exit (one untimed warm-up run first)."""
-    times = []
+def median_walls(commands: list[list[str]], runs: int) -> list[float]:
+    """Median wall time of each process, start to exit; runs alternate between the commands so that
+    a change in machine load hits all of them alike (one untimed warm-up round first)."""
+    times: list[list[float]] = [[] for _ in commands]
     for i in range(runs + 1):
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        if i:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for cmd, out in zip(commands, times):
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            if i:
+                out.append(time.perf_counter() - t)
+    return [statistics.median(t) for t in times]
 
 
 def vecsearch_command() -> list[str]:
@@ -71,8 +73,7 @@ def main() -> None:
     print(f"encode only {t_encode:.1f}s, pHash {t_phash:.1f}s", file=sys.stderr)
 
     query = [*vecsearch_command(), "query", paths[0], "--index", str(index.path)]
-    t_floor = median_wall([sys.executable, "-c", FLOOR], args.runs)
-    t_query = median_wall(query, args.runs)
+    t_floor, t_query = median_walls([[sys.executable, "-c", FLOOR], query], args.runs)
     t_many, _ = timed(index.search_many, paths, k=10)
     t_vectors, _ = timed(index.search_vectors, encoded.vectors, k=10)
 
@@ -89,7 +90,7 @@ def main() -> None:
         + md_table(
             ["query", "time", "vs import floor"],
             [
-                [f"`vecsearch query IMG --index DIR` process, median of {args.runs}", f"{1000 * t_query:.0f} ms", f"{t_query / t_floor:.2f}x"],
+                [f"`vecsearch query IMG --index DIR` process, median of {args.runs} (alternating with the floor)", f"{1000 * t_query:.0f} ms", f"{t_query / t_floor:.2f}x"],
                 [f"import floor `python -c \"{FLOOR}\"`, median of {args.runs}", f"{1000 * t_floor:.0f} ms", "1.00x"],
                 [f"`Index.search_many` per query ({n} queries, k=10: decode + encode + search)", f"{1000 * t_many / n:.1f} ms", ""],
                 [f"`Index.search_vectors` per query ({n} precomputed vectors, k=10: search + %, paths)", f"{1000 * t_vectors / n:.3f} ms", ""],

@@ -451,18 +451,20 @@ def check(cand: Candidate) -> dict[str, float]:
 def candidates() -> list[Candidate]:
     C = Candidate
     tex = (("hsv16", 1.0), ("hsv_g2", 0.7), ("lbp_g2", 0.7), ("edge_g3", 0.7))
-    hsv16 = (("hsv16@full", 1.0), ("hsv_g2@full", 1.0))
+    hsv16 = (("hsv16", 1.0), ("hsv_g2", 1.0))
     w = dict(colour_pca=128, colour_whiten=0.25)
     return [
         C("A  default *"),
         C("B  default, colour on 256px copy", colour=(("hsv", 1.0), ("hsv_g2", 1.0))),
         C("C  default, w=.5", cfg(colour_weight=0.5)),
-        C("D  colour_bins=(16,4,4), w=.5 *", cfg(colour_bins=(16, 4, 4), colour_weight=0.5), hsv16),
+        C("D  colour_bins=(16,4,4) on 256px copy, w=.5", cfg(colour_bins=(16, 4, 4), colour_weight=0.5), hsv16),
         C("E  hsv16+texture, w=.5", cfg(colour_weight=0.5), tex),
         C("F  hsv16+texture, w=.4, 128 centres", cfg(colour_weight=0.4, n_centres=128), tex),
         C("G  hsv16+texture, w=.6, 32 centres", cfg(colour_weight=0.6, n_centres=32), tex),
         C("H  E + colour PCA128 whiten .25", cfg(colour_weight=0.5), tex, **w),
         C("I  E + colour PCA128 whiten .5, w=.4", cfg(colour_weight=0.4), tex, colour_pca=128, colour_whiten=0.5),
+        C("I2 E + colour PCA128 whiten .5, w=.5", cfg(colour_weight=0.5), tex, colour_pca=128, colour_whiten=0.5),
+        C("I3 I2 at 480/700", cfg(colour_weight=0.5, max_side=480, n_features=700), tex, colour_pca=128, colour_whiten=0.5),
         C("J  H at 512/1000", cfg(colour_weight=0.5, max_side=512), tex, **w),
         C("K  H at 480/1000", cfg(colour_weight=0.5, max_side=480), tex, **w),
         C("L  H at 512/700", cfg(colour_weight=0.5, max_side=512, n_features=700), tex, **w),
@@ -470,6 +472,7 @@ def candidates() -> list[Candidate]:
         C("N  H at 480/500", cfg(colour_weight=0.5, max_side=480, n_features=500), tex, **w),
         C("O  E at 480/700", cfg(colour_weight=0.5, max_side=480, n_features=700), tex),
         C("P  H at 480/700, w=.4", cfg(colour_weight=0.4, max_side=480, n_features=700), tex, **w),
+        C("Q  E at 480/700, config-only fallback *", cfg(colour_weight=0.5, max_side=480, n_features=700), tex),
     ]
 
 

@@ -237,7 +237,7 @@ def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], q
     """Query the index with edited copies of sampled indexed images and fit distance → probability.
 
     ``items`` are (id, path) of indexed images. The source of a copy is a true match; the other top
-    hits are not (exact duplicates, at distance 0, are left out). Where the sampled images cannot be
+    hits are not, unless closer to the source than most of its edited copies. Where the sampled images cannot be
     read from here (vectors made on another machine), the example photos shipped with vecsearch
     stand in as sources.
     """
@@ -257,8 +257,13 @@ def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], q
     v_orig = encoder.encode([px for _, px in sources])
     v_edit = encoder.encode(edited)
     positive = np.sum((v_edit - v_orig[owner]) ** 2, axis=1)
+    # Images of the collection closer to a source than half its own edited copies are copies of it
+    # (a collection with duplicates must not teach that duplicates are non-matches).
+    radius = float(np.median(positive))
+    d_orig, i_orig = faiss_index.search(index, v_orig, CALIBRATION_K + 1)
+    same = [{sid} | {int(i) for d, i in zip(d_orig[o], i_orig[o]) if i >= 0 and d <= radius} for o, (sid, _) in enumerate(sources)]
     dist, ids = faiss_index.search(index, v_edit, CALIBRATION_K + 1)
-    negative = [d for q, o in enumerate(owner) for d in [d for d, i in zip(dist[q], ids[q]) if i >= 0 and i != sources[o][0] and d > 1e-6][:CALIBRATION_K]]
+    negative = [d for q, o in enumerate(owner) for d in [d for d, i in zip(dist[q], ids[q]) if i >= 0 and int(i) not in same[o]][:CALIBRATION_K]]
     if len(negative) < 20:  # a tiny collection: unrelated pairs among the example photos help out
         ex = encoder.encode(example_images())
         negative += [float(np.sum((a - b) ** 2)) for i, a in enumerate(ex) for b in ex[i + 1 :]]

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Iterable
 
 DEFAULT_INDEX = "indexes/default"
@@ -167,33 +169,98 @@ def train(*sources: str, out: str = "encoder", quiet: bool = False) -> None:
         print(f"{out}: encoder {enc.fingerprint()}, {enc.dim} dimensions", file=sys.stderr)
 
 
-def query(*images: str, index: str = DEFAULT_INDEX, k: int = 10, min_similarity: float = 0.0, format: str = "table") -> None:
+def _shown(relative_to: str | None):
+    """How paths are printed: as stored (absolute), or relative to a folder the user names."""
+    if relative_to is None:
+        return lambda p: p
+    base = os.path.abspath(os.path.expanduser(str(relative_to)))
+    return lambda p: os.path.relpath(p, base)
+
+
+def query(*images: str, index: str = DEFAULT_INDEX, k: int = 10, min_similarity: float = 0.0, format: str = "table",
+          html: str | None = None, relative_to: str | None = None) -> None:
     """Find the images most like each query image, best first, with calibrated similarity %.
 
     Args:
-        images: query image files.
+        images: query images: files, folders (every image inside), globs or .txt lists.
         index: the index directory (default indexes/default).
         k: how many hits per query at most.
         min_similarity: only hits at or above this percentage (0-100).
         format: table (default), json (one object per hit per line) or csv.
+        html: also write a self-contained page of thumbnails to this file.
+        relative_to: print paths relative to this folder (default: absolute, as indexed).
     """
+    from .images import iter_image_paths
     from .search import open_index
 
     _check_format(format)
-    queries = _paths(images)
+    given = _paths(images)
+    if not given:
+        raise UsageError("give at least one query IMAGE (a file, folder, glob or .txt list)")
+    problems: list = []
+    queries = list(iter_image_paths(given, problems))
+    if problems:
+        raise UsageError(f"{problems[0].path}: query image not found" if "no such" in problems[0].reason else f"{problems[0].path}: {problems[0].reason}")
     if not queries:
-        raise UsageError("give at least one query IMAGE")
-    for q in queries:
-        if not os.path.isfile(q):
-            raise UsageError(f"{q}: query image not found")
+        raise UsageError(f"no query images in {', '.join(given)}")
     idx = open_index(index)
     results = idx.search_many(queries, k=int(k), min_similarity=float(min_similarity))
+    shown = _shown(relative_to)
     rows = [
-        {"query": q, "rank": h.rank, "similarity": round(h.similarity, 1), "distance": round(h.distance, 4), "id": h.id, "path": h.path}
+        {"query": shown(q), "rank": h.rank, "similarity": round(h.similarity, 1), "distance": round(h.distance, 4), "id": h.id, "path": shown(h.path)}
         for q, hits in zip(queries, results)
         for h in hits
     ]
     _emit(rows, format, ["query", "rank", "similarity", "distance", "id", "path"], group_by="query")
+    if html:
+        from . import report
+
+        out = report.write(html, report.results_page(list(zip(queries, results)), shown))
+        print(f"wrote {out}", file=sys.stderr)
+
+
+def dedup(index: str = DEFAULT_INDEX, min_similarity: float = 90.0, out: str | None = None, html: str | None = None,
+          format: str = "csv", relative_to: str | None = None, quiet: bool = False) -> None:
+    """Find every group of near-duplicates in an index, with a suggested keeper per group.
+
+    Keeper: the largest resolution, then the largest file. Groups are transitive: A~B and B~C put
+    A, B and C together.
+
+    Args:
+        index: the index directory (default indexes/default).
+        min_similarity: two images are duplicates at or above this percentage (default 90).
+        out: write the groups to this file (default: stdout).
+        html: also write a page of the groups as thumbnails.
+        format: csv (default), json or table.
+        relative_to: print paths relative to this folder.
+        quiet: no progress bar.
+    """
+    from .builder import progress
+    from .dedup import find_groups
+    from .search import open_index
+
+    _check_format(format)
+    idx = open_index(index)
+    with progress(len(idx), "dedup", quiet) as bar:
+        groups = find_groups(idx, float(min_similarity), bar.update)
+    shown = _shown(relative_to)
+    rows = [dict(group=n, **{**m.as_dict(), "path": shown(m.path), "similarity": round(m.similarity, 1)}) for n, g in enumerate(groups, 1) for m in g]
+    columns = ["group", "path", "keep", "similarity", "width", "height", "bytes", "id"]
+    if out:
+        from .store import atomic_write_bytes
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            _emit(rows, format, columns)
+        atomic_write_bytes(Path(out).expanduser(), buf.getvalue().encode("utf-8", "surrogateescape"))
+    else:
+        _emit(rows, format, columns)
+    if html:
+        from . import report
+
+        report.write(html, report.groups_page([[m.as_dict() for m in g] for g in groups], shown))
+    if not quiet:
+        print(f"{len(groups)} groups, {sum(len(g) for g in groups)} images, {sum(len(g) - 1 for g in groups)} could go", file=sys.stderr)
 
 
 def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table") -> None:
@@ -288,7 +355,7 @@ def _emit(rows: list[dict], format: str, columns: list[str], group_by: str | Non
             print("(no results)", file=sys.stderr)
 
 
-COMMANDS = {"build": build, "add": add, "remove": remove, "query": query, "info": info, "embed": embed, "train": train, "demo": demo}
+COMMANDS = {"build": build, "add": add, "remove": remove, "query": query, "dedup": dedup, "info": info, "embed": embed, "train": train, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vecsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vecsearch query … | head`: the reader has gone, so be quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

@@ -108,8 +108,12 @@ def create(spec: IndexSpec, d: int, train_vectors: np.ndarray) -> faiss.Index:
     return index
 
 
+def extract_ivf(index: faiss.Index) -> faiss.IndexIVF:
+    return faiss.extract_index_ivf(index)
+
+
 def set_nprobe(index: faiss.Index, nprobe: int) -> None:
-    faiss.extract_index_ivf(index).nprobe = int(nprobe)
+    extract_ivf(index).nprobe = int(nprobe)
 
 
 def add(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:

@@ -1,0 +1,93 @@
+"""HTML pages, opened in a real headless Chromium: every thumbnail loads, hostile names stay text."""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import vecsearch
+from vecsearch import report
+from vecsearch.dedup import find_groups
+
+from conftest import mild_edit
+
+HOSTILE = ['quote"\'s.jpg', "<script>alert(1).jpg", "<img src=x onerror=alert(1)>.jpg", "space name.jpg", "ünïcödé 写真.jpg"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--allow-file-access-from-files", "--hide-scrollbars"]
+
+
+@pytest.fixture(scope="module")
+def dup_index(tmp_path_factory, examples, encoder):
+    """Examples under hostile names, plus two smaller, cropped, re-compressed copies of three photos."""
+    src = tmp_path_factory.mktemp("dups")
+    for name, p in zip(HOSTILE, examples):
+        shutil.copy(p, src / name)
+    for p in examples[8:11]:
+        img = cv2.imread(p)
+        cv2.imwrite(str(src / f"{Path(p).stem}.jpg"), img)
+        for i in range(2):
+            cv2.imwrite(str(src / f"{Path(p).stem}-copy{i}.jpg"), mild_edit(img, seed=i))
+    return vecsearch.build([src], tmp_path_factory.mktemp("didx") / "i", encoder=encoder, workers=0, quiet=True)
+
+
+def _chromium(args, timeout=90):
+    if not CHROMIUM:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    return subprocess.run([CHROMIUM, *FLAGS, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _loaded_in_browser(page: Path, profile: Path) -> tuple[int, int, int]:
+    """(thumbnails loaded, images, script elements) as Chromium sees the page."""
+    harness = page.with_name("harness.html")
+    harness.write_text(
+        f'<iframe id="f" src="{page.name}" width="1200" height="900"></iframe><script>'
+        "document.getElementById('f').onload=function(){var d=this.contentDocument;var im=[].slice.call(d.images);"
+        "var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0}).length;"
+        "document.body.setAttribute('data-result',ok+'/'+im.length+'/'+d.scripts.length)};</script>"
+    )
+    out = _chromium([f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", harness.as_uri()]).stdout
+    m = re.search(r'data-result="(\d+)/(\d+)/(\d+)"', out)
+    assert m, out[-2000:]
+    return tuple(int(x) for x in m.groups())
+
+
+def test_gallery_loads_every_thumbnail_and_shows_hostile_names_as_text(dup_index, tmp_path):
+    queries = [p for p in dup_index.metadata()["path"].to_pylist() if Path(p).name in HOSTILE][:3]
+    page = report.write(tmp_path / "gallery.html", report.results_page(list(zip(queries, dup_index.search_many(queries, k=6)))))
+    text = page.read_text()
+    assert "<script>alert" not in text and "<img src=x" not in text and "写真" in text
+    assert "&lt;script&gt;alert(1).jpg" in text and "&lt;img src=x onerror=alert(1)&gt;.jpg" in text
+    loaded, total, scripts = _loaded_in_browser(page, tmp_path / "profile")
+    assert total == 3 * 7 and loaded == total and scripts == 0
+    shot = tmp_path / "gallery.png"
+    _chromium([f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()])
+    assert shot.stat().st_size > 20_000  # a real rendering, not a blank page
+
+
+def test_dedup_groups_edited_copies_and_keeps_the_largest(dup_index, tmp_path, examples):
+    groups = find_groups(dup_index, 80)
+    names = sorted(sorted(Path(m.path).name for m in g) for g in groups)
+    want = sorted(sorted([f"{Path(p).stem}.jpg", f"{Path(p).stem}-copy0.jpg", f"{Path(p).stem}-copy1.jpg"]) for p in examples[8:11])
+    assert names == want
+    for g in groups:
+        assert g[0].keep and "copy" not in g[0].path and not any(m.keep for m in g[1:])
+    page = report.write(tmp_path / "dedup.html", report.groups_page([[m.as_dict() for m in g] for g in groups]))
+    loaded, total, _ = _loaded_in_browser(page, tmp_path / "profile")
+    assert total == 9 and loaded == 9
+
+
+def test_dedup_and_query_html_from_the_cli(dup_index, tmp_path, examples):
+    import csv
+    import sys
+
+    out, html = tmp_path / "groups.csv", tmp_path / "groups.html"
+    p = subprocess.run([sys.executable, "-m", "vecsearch.cli", "dedup", "--index", str(dup_index.path), "--min-similarity", "80", "--out", str(out), "--html", str(html), "--relative-to", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len({r["group"] for r in rows}) == 3 and sum(r["keep"] == "True" for r in rows) == 3
+    assert html.read_text().count("<figure") == 9

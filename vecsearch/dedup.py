@@ -1,0 +1,79 @@
+"""Near-duplicate groups over a whole index, without an N×N matrix.
+
+Vectors are read back from the index in batches, each batch is range-searched at the distance that
+the calibration maps to the similarity threshold, and the pairs found are joined into groups
+(connected components of a sparse graph). Memory grows with the number of pairs, not N².
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import index as faiss_index
+from .search import Index
+
+BATCH = 1024
+
+
+@dataclass
+class Member:
+    path: str
+    id: int
+    keep: bool
+    similarity: float  # to the keeper
+    width: int
+    height: int
+    bytes: int
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> list[list[Member]]:
+    """Groups of two or more images at ≥ ``min_similarity`` % of each other (transitively), largest
+    first; in each, the suggested keeper (largest resolution, then largest file) comes first."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not 0 < min_similarity <= 100:
+        raise ValueError(f"min_similarity is a percentage from 0 (excluded) to 100, not {min_similarity!r}")
+    radius = index.calibration.distance_for(min_similarity)
+    meta = index.metadata()
+    ids = meta["id"].to_numpy()
+    if radius < 0 or len(ids) < 2:
+        return []
+    full = faiss_index.load(index.version.file("index"), mmap=False)
+    faiss_index.extract_ivf(full).make_direct_map()
+    faiss_index.set_nprobe(full, index.manifest["index"].get("nprobe", 1))
+    pos = {int(i): n for n, i in enumerate(ids)}
+    rows, cols = [], []
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start : start + BATCH]
+        x = full.reconstruct_batch(batch)
+        lims, _, found = full.range_search(x, radius + 1e-6)
+        for q in range(len(batch)):
+            for j in found[lims[q] : lims[q + 1]]:
+                if j != batch[q] and int(j) in pos:
+                    rows.append(start + q)
+                    cols.append(pos[int(j)])
+        if progress:
+            progress(len(batch))
+    if not rows:
+        return []
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids)))
+    _, label = connected_components(graph, directed=False)
+    sizes = np.bincount(label)
+    area = (meta["width"].to_numpy().astype(np.int64) * meta["height"].to_numpy()).tolist()
+    groups = []
+    for g in np.flatnonzero(sizes > 1):
+        members = np.flatnonzero(label == g)
+        members = sorted(members, key=lambda m: (-area[m], -(meta["bytes"][m].as_py() or 0), meta["path"][m].as_py()))
+        vecs = full.reconstruct_batch(ids[members])
+        sim = index.calibration.percent(((vecs - vecs[0]) ** 2).sum(1))
+        groups.append([
+            Member(meta["path"][m].as_py(), int(ids[m]), n == 0, float(s), int(meta["width"][m].as_py() or 0), int(meta["height"][m].as_py() or 0), int(meta["bytes"][m].as_py() or 0))
+            for n, (m, s) in enumerate(zip(members, sim))
+        ])
+    groups.sort(key=lambda g: (-len(g), g[0].path))
+    return groups
