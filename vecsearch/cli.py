@@ -329,6 +329,24 @@ def demo(index: str = "indexes/demo", quiet: bool = False) -> None:
         query(copy, index=index, k=5)
 
 
+def check(index: str = DEFAULT_INDEX) -> None:
+    """Verify an index: file checksums against the manifest, counts and ids across FAISS and metadata.
+
+    Prints "ok" and exits 0, or one line per problem (naming the file) and exits 1.
+
+    Args:
+        index: the index directory (default indexes/default).
+    """
+    from .check import check as run_check
+
+    problems = run_check(index)
+    for p in problems:
+        print(p)
+    if problems:
+        raise SystemExit(1)
+    print(f"{index}: ok")
+
+
 def _emit(rows: list[dict], format: str, columns: list[str], group_by: str | None = None) -> None:
     out = sys.stdout
     if format == "json":
@@ -355,7 +373,7 @@ def _emit(rows: list[dict], format: str, columns: list[str], group_by: str | Non
             print("(no results)", file=sys.stderr)
 
 
-COMMANDS = {"build": build, "add": add, "remove": remove, "query": query, "dedup": dedup, "info": info, "embed": embed, "train": train, "demo": demo}
+COMMANDS = {"build": build, "add": add, "remove": remove, "query": query, "dedup": dedup, "info": info, "check": check, "embed": embed, "train": train, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:

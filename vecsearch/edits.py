@@ -11,7 +11,7 @@ import numpy as np
 
 def crop(img: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
     h, w = img.shape[:2]
-    ch, cw = max(8, int(h * keep)), max(8, int(w * keep))
+    ch, cw = min(h, max(8, int(h * keep))), min(w, max(8, int(w * keep)))
     y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
     return img[y : y + ch, x : x + cw]
 

@@ -91,7 +91,7 @@ def _views(pixels: list[np.ndarray], needed: int, seed: int) -> list[np.ndarray]
         p = pixels[i % len(pixels)]
         h, w = p.shape[:2]
         f = rng.uniform(0.5, 0.9)
-        ch, cw = max(8, int(h * f)), max(8, int(w * f))
+        ch, cw = min(h, max(8, int(h * f))), min(w, max(8, int(w * f)))
         y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
         v = p[y : y + ch, x : x + cw]
         out.append(np.ascontiguousarray(v[:, ::-1] if rng.random() < 0.5 else v))

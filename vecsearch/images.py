@@ -103,9 +103,16 @@ def iter_image_paths(sources: Iterable[str | os.PathLike], problems: list[ScanPr
             continue
         for c in candidates:
             key = os.path.abspath(c)
-            if key not in seen:
-                seen.add(key)
-                yield key
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(key).decode("utf-8", "backslashreplace")
+                problems.append(ScanProblem(shown, "file name is not valid UTF-8 (rename the file to index it)"))
+                continue
+            yield key
 
 
 def _to_bgr(im: Image.Image) -> np.ndarray:
@@ -150,10 +157,8 @@ def decode(data: bytes, max_side: int) -> tuple[np.ndarray, int, int]:
                 pixels = _to_bgr(im)
     except ImageError:
         raise
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"too large: {e}") from None
-    except Image.DecompressionBombWarning as e:
-        raise ImageError(f"too large: {e}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"too large (over {MAX_PIXELS:,} pixels: a decompression bomb?)") from None
     except Image.UnidentifiedImageError:
         raise ImageError("not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:

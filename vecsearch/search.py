@@ -176,5 +176,16 @@ def _check_k(k: int, min_similarity: float | None) -> None:
 
 
 def open_index(path: str | os.PathLike) -> Index:
-    """Open the current version of the index directory at ``path``."""
-    return Index(store.read_manifest(path))
+    """Open the current version of the index directory at ``path``.
+
+    A writer deletes the files of the version before the previous one; a reader that read the
+    manifest just before two commits could find its files gone, so it reads the manifest again.
+    """
+    for attempt in range(3):
+        version = store.read_manifest(path)
+        try:
+            return Index(version)
+        except store.IndexError_:
+            if attempt == 2 or store.read_manifest(path).number == version.number:
+                raise
+    raise AssertionError("unreachable")
