@@ -472,6 +472,7 @@ def candidates() -> list[Candidate]:
         C("N  H at 480/500", cfg(colour_weight=0.5, max_side=480, n_features=500), tex, **w),
         C("O  E at 480/700", cfg(colour_weight=0.5, max_side=480, n_features=700), tex),
         C("P  H at 480/700, w=.4", cfg(colour_weight=0.4, max_side=480, n_features=700), tex, **w),
+        C("R  H at 480/700, whiten .375", cfg(colour_weight=0.5, max_side=480, n_features=700), tex, colour_pca=128, colour_whiten=0.375),
         C("Q  E at 480/700, config-only fallback *", cfg(colour_weight=0.5, max_side=480, n_features=700), tex),
     ]
 
