@@ -369,19 +369,20 @@ def encode_set(name: str, cand: Candidate):
     centres, v = fit_vlad(name, c)
     mean, comps = fit_pca(v, c)
     colour = colour_matrix(name, cand)
-    colour_mean = colour.mean(axis=0)
+    colour_mean = raw_mean = colour.mean(axis=0)
     if cand.colour_pca:
         _, sv, vt = np.linalg.svd(colour - colour_mean, full_matrices=False)
         ev = sv[: cand.colour_pca] ** 2 / len(colour)
         proj = vt[: cand.colour_pca].T / (ev + 1e-6) ** (cand.colour_whiten / 2)
         colour = (colour - colour_mean) @ proj
-        colour_mean = np.zeros(colour.shape[1], np.float32)  # (the Encoder below is for timing only)
+        colour_mean = np.zeros(colour.shape[1], np.float32)
     has_words = np.linalg.norm(v, axis=1) > 0
     vp = _l2((v - mean) @ comps.T) * has_words[:, None]
     col = _l2(colour - colour_mean)
     w = c.colour_weight
     vec = _l2(np.hstack([np.sqrt(w) * col, np.sqrt(1 - w) * vp]).astype(np.float32))
-    return vec, Encoder(c, centres, mean, comps, colour_mean)
+    # For timing only: vecsearch's Encoder has no colour projection (a 128-column matmul per batch, negligible).
+    return vec, Encoder(c, centres, mean, comps, raw_mean)
 
 
 def metrics(name: str, vec: np.ndarray) -> dict[str, float]:
@@ -473,6 +474,10 @@ def candidates() -> list[Candidate]:
         C("O  E at 480/700", cfg(colour_weight=0.5, max_side=480, n_features=700), tex),
         C("P  H at 480/700, w=.4", cfg(colour_weight=0.4, max_side=480, n_features=700), tex, **w),
         C("R  H at 480/700, whiten .375", cfg(colour_weight=0.5, max_side=480, n_features=700), tex, colour_pca=128, colour_whiten=0.375),
+        C("S  H at 320/700 (JPEG draft 1/2: no resize)", cfg(colour_weight=0.5, max_side=320, n_features=700), tex, **w),
+        C("T  H at 320/1000, whiten .375  [recommended]", cfg(colour_weight=0.5, max_side=320), tex, colour_pca=128, colour_whiten=0.375),
+        C("U  H at 320/700, whiten .375", cfg(colour_weight=0.5, max_side=320, n_features=700), tex, colour_pca=128, colour_whiten=0.375),
+        C("V  E at 320/1000 (no colour PCA)", cfg(colour_weight=0.5, max_side=320), tex),
         C("Q  E at 480/700, config-only fallback *", cfg(colour_weight=0.5, max_side=480, n_features=700), tex),
     ]
 

@@ -134,10 +134,10 @@ def test_a_killed_worker_costs_no_image(tmp_path, examples, encoder):
         while time.time() < deadline and not killed:
             servers = [c for c in me.children() if "forkserver" in " ".join(c.cmdline())]
             workers = [w for srv in servers for w in srv.children()]  # pool workers fork from the server
-            if len(workers) >= 2 and (tmp_path / "idx" / store.WORK).exists() and list((tmp_path / "idx" / store.WORK).glob("chunk-*")):
+            if workers and (tmp_path / "idx" / store.WORK).exists():
                 os.kill(workers[-1].pid, signal.SIGKILL)
                 killed.append(workers[-1].pid)
-            time.sleep(0.05)
+            time.sleep(0.01)
 
     t = threading.Thread(target=kill_a_worker)
     t.start()

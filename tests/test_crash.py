@@ -103,13 +103,13 @@ def test_queries_during_adds_and_removes_all_succeed(tmp_path, sources, built, e
 
 
 def test_a_second_writer_is_refused_clearly(tmp_path, sources, built):
+    """While one process holds the writer lock, another's add/remove/build is refused at once."""
+    from vecsearch import store
+
     idx = tmp_path / "idx"
     vecsearch.build([sources / "base"], idx, encoder=built.path, workers=0, quiet=True)
-    first = subprocess.Popen(_cli("add", sources / "more", "--index", idx, "--workers", 0, "--quiet"), stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while not (idx / ".build").exists() and time.time() < deadline:  # the first writer holds the lock
-        time.sleep(0.05)
-    second = subprocess.run(_cli("remove", "--missing", "--index", idx), capture_output=True, text=True)
-    first.wait()
-    assert first.returncode == 0
-    assert second.returncode == 2 and "another vecsearch process is writing" in second.stderr
+    with store.writer_lock(idx):
+        for args in (["add", sources / "more"], ["remove", "--missing"], ["build", sources / "more"]):
+            p = subprocess.run(_cli(*args, "--index", idx, "--workers", 0) if args[0] != "remove" else _cli(*args, "--index", idx), capture_output=True, text=True)
+            assert p.returncode == 2 and "another vecsearch process is writing" in p.stderr, p.stderr
+    assert vecsearch.open(idx).version.number == 1 and check(idx) == []

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import functools
 import os
 import shutil
 import sys
@@ -30,7 +31,7 @@ from . import images as imgs
 from . import index as faiss_index
 from .edits import random_edit
 from . import vectors as vt
-from .encoder import Encoder, EncoderConfig, example_images
+from .encoder import EncodedFiles, Encoder, EncoderConfig, example_images
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,8 @@ def encode_to_chunks(work: WorkDir, encoder: Encoder, paths: Sequence[str], *, w
     with progress(len(paths), "encode", quiet) as bar:
         bar.update(len(paths) - todo)
         tasks = _batches(paths, done, batch_size, first)
-        for number, result in executors.run(encoder, str(work.encoder_path), tasks, workers, scheduler):
+        crashed = functools.partial(EncodedFiles.crashed, dim=encoder.dim)
+        for number, result in executors.run(executors.encode_files, encoder, tasks, workers, scheduler, on_crash=crashed):
             work.write_chunk(number, vt.table(result, encoder))
             bar.update(len(result.infos) + len(result.failures))
 
@@ -148,12 +150,23 @@ def _as_list(sources) -> list[str]:
     return [os.fspath(s) for s in sources]
 
 
-def train_encoder(paths: Sequence[str], config: EncoderConfig, quiet: bool) -> Encoder:
-    """Fit an encoder on a seeded random sample of ``config.train_images`` of the paths."""
+def train_encoder(paths: Sequence[str], config: EncoderConfig, quiet: bool, workers: int | None = 0, scheduler=None) -> Encoder:
+    """Fit an encoder on a seeded random sample of ``config.train_images`` of the paths.
+
+    Feature extraction, most of the cost, runs on the executor like encoding does.
+    """
     rng = np.random.default_rng(config.seed)
     sample = [paths[i] for i in sorted(rng.choice(len(paths), min(config.train_images, len(paths)), replace=False))]
+    if len(sample) < config.min_train_views:  # small: the topped-up path needs pixels, and is quick
+        with progress(len(sample), "train", quiet) as bar:
+            return Encoder.fit(sample, config, progress=bar.update)
+    feats: dict[int, list] = {}
+    tasks = ((i, sample[s : s + 32]) for i, s in enumerate(range(0, len(sample), 32)))
     with progress(len(sample), "train", quiet) as bar:
-        return Encoder.fit(sample, config, progress=bar.update)
+        for number, f in executors.run(executors.extract, config, tasks, workers, scheduler, on_crash=lambda p: []):
+            feats[number] = f
+            bar.update(32)
+    return Encoder.fit_features([f for k in sorted(feats) for f in feats[k]], config)
 
 
 def _vector_files(vectors) -> list[Path]:
@@ -386,7 +399,7 @@ def build(
             cfg = config or EncoderConfig()
             work = WorkDir(root, _key("build", paths, enc.fingerprint() if enc is not None else f"train:{cfg.to_json()}"))
             if enc is None:
-                enc = Encoder.load(work.encoder_path) if work.encoder_path.exists() else train_encoder(paths, cfg, quiet)
+                enc = Encoder.load(work.encoder_path) if work.encoder_path.exists() else train_encoder(paths, cfg, quiet, workers, scheduler)
             if not work.encoder_path.exists():
                 enc.save(work.encoder_path)
             encode_to_chunks(work, enc, paths, workers=workers, scheduler=scheduler, batch_size=batch_size, quiet=quiet)

@@ -7,6 +7,7 @@ a killed job never leaves a truncated file under the requested name.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Sequence
@@ -18,16 +19,11 @@ import pyarrow.parquet as pq
 from . import executors
 from . import vectors as vt
 from .builder import _as_list, progress, scan, train_encoder
-from .encoder import Encoder, EncoderConfig
+from .encoder import EncodedFiles, Encoder, EncoderConfig
 
 
-def _encoder(encoder: Encoder | str | os.PathLike) -> tuple[Encoder, str]:
-    if isinstance(encoder, Encoder):
-        return encoder, ""
-    from .store import resolve_encoder_path
-
-    path = resolve_encoder_path(encoder)
-    return Encoder.load(path), str(path)
+def _encoder(encoder: Encoder | str | os.PathLike) -> Encoder:
+    return encoder if isinstance(encoder, Encoder) else Encoder.load(encoder)
 
 
 def embed(
@@ -45,14 +41,10 @@ def embed(
     Returns the vector table, or with ``out`` writes it as Parquet in batches (bounded memory) and
     returns the path. Rows keep scan order; unreadable files get a null vector and an ``error``.
     """
-    enc, enc_path = _encoder(encoder)
+    enc = _encoder(encoder)
     paths, problems = scan(_as_list(sources), quiet)
-    if not enc_path and workers != 0 and not scheduler:
-        import tempfile
-
-        enc_path = str(enc.save(Path(tempfile.mkdtemp(prefix="vecsearch-")) / "encoder.npz"))
     tasks = ((i, list(paths[s : s + batch_size])) for i, s in enumerate(range(0, len(paths), batch_size)))
-    results = executors.run(enc, enc_path, tasks, workers, scheduler)
+    results = executors.run(executors.encode_files, enc, tasks, workers, scheduler, on_crash=functools.partial(EncodedFiles.crashed, dim=enc.dim))
     schema = vt.schema(enc)
     extra = pa.table({"path": [p for p, _ in problems], "error": [r for _, r in problems]})
     extra = pa.Table.from_arrays([extra["path"] if n == "path" else extra["error"] if n == "error" else pa.nulls(len(extra), schema.field(n).type) for n in schema.names], schema=schema)
@@ -99,7 +91,7 @@ def train(
         from .builder import NoImagesError
 
         raise NoImagesError(f"no images found in {', '.join(_as_list(sources))}")
-    enc = train_encoder(paths, config or EncoderConfig(), quiet)
+    enc = train_encoder(paths, config or EncoderConfig(), quiet, workers=None)
     if out is not None:
         enc.save(out)
     return enc

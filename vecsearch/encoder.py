@@ -45,6 +45,11 @@ class EncoderConfig:
     train_images: int = 1000  # sample size for the vocabulary and the PCA
     seed: int = 1234
 
+    @property
+    def min_train_views(self) -> int:
+        """Fewer training images than this are topped up with crops (see ``Encoder.fit``)."""
+        return 2 * self.pca_dim
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
@@ -72,6 +77,17 @@ class Features:
 def extract(pixels: np.ndarray, config: EncoderConfig) -> Features:
     colour = colour_histogram(pixels, config.colour_bins, config.colour_grid, config.colour_grid_bins, config.colour_grid_weight)
     return Features(colour, orb_descriptors(pixels, config.n_features))
+
+
+def extract_files(paths: Sequence[str], config: EncoderConfig) -> list[Features]:
+    """Features of the readable files among ``paths`` (training samples: bad files just drop out)."""
+    out = []
+    for p in paths:
+        try:
+            out.append(extract(imgs.load(p, config.max_side)[0], config))
+        except imgs.ImageError:
+            continue
+    return out
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -107,6 +123,11 @@ class EncodedFiles:
     infos: list[imgs.FileInfo] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
 
+    @classmethod
+    def crashed(cls, path: str, dim: int) -> "EncodedFiles":
+        """The result for a file that killed the worker process decoding it."""
+        return cls(np.zeros((0, dim), np.float32), [], [(path, "a worker process died while decoding this file")])
+
 
 class Encoder:
     """Trained encoder state: immutable after fitting, so ``encode`` is safe to call from several
@@ -118,6 +139,7 @@ class Encoder:
         self.pca_mean = np.ascontiguousarray(pca_mean, np.float32)
         self.pca_components = np.ascontiguousarray(pca_components, np.float32)
         self.colour_mean = np.ascontiguousarray(colour_mean, np.float32)
+        self._components64 = self.pca_components.astype(np.float64)
 
     # ---- shape -----------------------------------------------------------------------------
     @property
@@ -146,7 +168,9 @@ class Encoder:
         colour = _l2(np.stack([f.colour for f in feats]) - self.colour_mean)
         v = vlad([f.descriptors for f in feats], self.centres)
         has_words = np.linalg.norm(v, axis=1) > 0
-        v = _l2((v - self.pca_mean) @ self.pca_components.T) * has_words[:, None]
+        # float64: BLAS sums in an order that depends on its thread count; with double accumulation
+        # the float32 result is the same in every process, threaded or not.
+        v = _l2(((v - self.pca_mean).astype(np.float64) @ self._components64.T).astype(np.float32)) * has_words[:, None]
         return _l2(np.hstack([np.sqrt(w) * colour, np.sqrt(1 - w) * v]).astype(np.float32))
 
     def encode(self, images: Iterable[imgs.ImageInput] | imgs.ImageInput) -> np.ndarray:
@@ -194,14 +218,11 @@ class Encoder:
         config: EncoderConfig | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> "Encoder":
-        """Train the vocabulary (faiss k-means), the PCA and the colour mean on sample images.
+        """Train on sample images (paths, bytes or arrays); unreadable inputs are skipped.
 
-        Unreadable inputs are skipped. With fewer images than the PCA needs, crops of them and of
-        the example photos shipped with vecsearch fill the gap.
+        With fewer images than the PCA needs, crops of them and of the example photos shipped with
+        vecsearch fill the gap, so even a one-image collection gets a working encoder.
         """
-        import faiss
-        from sklearn.decomposition import PCA
-
         config = config or EncoderConfig()
         pixels = []
         for image in images:
@@ -211,25 +232,35 @@ class Encoder:
                 log.warning("training: skipped %s: %s", image if isinstance(image, (str, os.PathLike)) else "an input", e)
             if progress:
                 progress(1)
-        needed = 2 * config.pca_dim
-        if len(pixels) < needed:
-            pixels += [imgs.to_pixels(p, config.max_side) for p in example_images()]
-            pixels = _views(pixels, needed, config.seed)
-        feats = [extract(p, config) for p in pixels]
+        if len(pixels) < config.min_train_views:
+            pixels = _views(pixels + [imgs.to_pixels(p, config.max_side) for p in example_images()], config.min_train_views, config.seed)
+        return cls.fit_features([extract(p, config) for p in pixels], config)
+
+    @classmethod
+    def fit_features(cls, feats: Sequence[Features], config: EncoderConfig) -> "Encoder":
+        """The vocabulary (faiss k-means), the PCA (faiss, via the Gram matrix when there are fewer
+        images than VLAD dimensions) and the colour mean, from extracted features."""
+        import faiss
+
+        if len(feats) < config.pca_dim + 1:
+            raise ValueError(f"training needs at least {config.pca_dim + 1} images for a PCA to {config.pca_dim} dimensions (got {len(feats)})")
+        rng = np.random.default_rng(config.seed)
         desc = np.concatenate([f.descriptors for f in feats])
-        if len(desc) < config.n_centres * 4:
+        if len(desc) < config.n_centres * 39:
             raise ValueError("too few ORB keypoints in the training images to build a vocabulary")
-        x = unpack_bits(desc)
-        km = faiss.Kmeans(x.shape[1], config.n_centres, niter=20, seed=config.seed, spherical=False)
+        # k-means looks at most 256 points per centre: sample before unpacking bits into floats.
+        take = min(len(desc), config.n_centres * 256)
+        x = unpack_bits(desc[np.sort(rng.choice(len(desc), take, replace=False))])
+        km = faiss.Kmeans(x.shape[1], config.n_centres, niter=20, seed=config.seed, max_points_per_centroid=256)
         km.train(x)
         centres = km.centroids.copy()
         v = vlad([f.descriptors for f in feats], centres)
-        pca = PCA(n_components=config.pca_dim, svd_solver="randomized", random_state=config.seed).fit(v)
-        comps = pca.components_.astype(np.float32)
-        if config.whiten:
-            comps /= (pca.explained_variance_.astype(np.float32)[:, None] + 1e-9) ** (config.whiten / 2)
+        pca = faiss.PCAMatrix(v.shape[1], config.pca_dim, -config.whiten / 2 if config.whiten else 0.0)
+        pca.train(v)
+        mean = faiss.vector_to_array(pca.mean).astype(np.float32)
+        comps = faiss.vector_to_array(pca.A).reshape(config.pca_dim, v.shape[1]).astype(np.float32)
         colour_mean = np.stack([f.colour for f in feats]).mean(axis=0)
-        return cls(config, centres, pca.mean_, comps, colour_mean)
+        return cls(config, centres, mean, comps, colour_mean)
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

@@ -1,110 +1,146 @@
-"""Run the encoder over batches of files: in-process, in a local process pool, or on a Dask cluster.
+"""Run a function over batches of files: in-process, in a local process pool, or on a Dask cluster.
 
-All three take the same (batch number, paths) tasks and yield (batch number, EncodedFiles) as they
-finish, keeping only a bounded number of batches in flight so memory does not grow with N. The
-encoder is shipped to each worker once: pool workers load it from its .npz file, Dask workers get
-it scattered (broadcast) once.
+All three take (batch number, paths) tasks and yield (batch number, result) as they finish, keeping
+only a bounded number of batches in flight so memory does not grow with N. The ``shared`` object
+(the encoder, or an encoder config while training) reaches each worker once: pool workers receive
+it in their initializer, Dask workers by one broadcast scatter.
+
+Worker processes start through forkserver, which imports the caller's ``__main__``: a script that
+calls vecsearch must do so under ``if __name__ == "__main__":``.
 """
 from __future__ import annotations
 
 import itertools
-import os
 import logging
+import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-import numpy as np
-
-from .encoder import EncodedFiles, Encoder
+from .encoder import EncodedFiles, Encoder, EncoderConfig, extract_files
 
 log = logging.getLogger(__name__)
 
 Task = tuple[int, list[str]]
+Work = Callable[[Any, list[str]], Any]
 
-_worker_encoder: Encoder | None = None
+_shared: Any = None
+#: What a worker's death looks like from here: a broken pool, or a broken pipe while it starts.
+DIED = (BrokenProcessPool, BrokenPipeError, EOFError)
 
 
-def _init_worker(encoder_path: str) -> None:
-    global _worker_encoder
+def encode_files(encoder: Encoder, paths: list[str]) -> EncodedFiles:
+    return encoder.encode_files(paths)
+
+
+def extract(config: EncoderConfig, paths: list[str]):
+    return extract_files(paths, config)
+
+
+def _init_worker(shared: Any) -> None:
+    global _shared
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already; threads inside would oversubscribe
-    _worker_encoder = Encoder.load(encoder_path)
+    _shared = shared
 
 
-def _encode_in_worker(task: Task) -> tuple[int, EncodedFiles]:
-    assert _worker_encoder is not None
-    return task[0], _worker_encoder.encode_files(task[1])
+def _in_worker(work: Work, task: Task) -> tuple[int, Any]:
+    return task[0], work(_shared, task[1])
 
 
-def _encode_with(encoder: Encoder, task: Task) -> tuple[int, EncodedFiles]:
-    return task[0], encoder.encode_files(task[1])
+def _with(work: Work, shared: Any, task: Task) -> tuple[int, Any]:
+    return task[0], work(shared, task[1])
 
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run(encoder: Encoder, encoder_path: str, tasks: Iterable[Task], workers: int | None = None, scheduler=None) -> Iterator[tuple[int, EncodedFiles]]:
-    """Encode every task; ``workers=0`` runs in this process, ``scheduler`` names a Dask scheduler."""
+def run(work: Work, shared: Any, tasks: Iterable[Task], workers: int | None = None, scheduler=None,
+        on_crash: Callable[[str], Any] | None = None) -> Iterator[tuple[int, Any]]:
+    """``work(shared, paths)`` for every task; ``workers=0`` runs here, ``scheduler`` on Dask.
+
+    ``on_crash(path)`` gives the result for a file that kills a pool worker every time it is tried
+    (a decoder crash); without it such a file ends the run with an error.
+    """
     if scheduler:
-        yield from _run_dask(encoder, tasks, scheduler)
+        yield from _run_dask(work, shared, tasks, scheduler)
     elif workers == 0:
         for task in tasks:
-            yield _encode_with(encoder, task)
+            yield _with(work, shared, task)
     else:
-        yield from _run_pool(encoder_path, encoder.dim, tasks, workers or default_workers())
+        yield from _run_pool(work, shared, tasks, workers or default_workers(), on_crash)
 
 
-def _pool(encoder_path: str, workers: int) -> ProcessPoolExecutor:
+def _pool(shared: Any, workers: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
 
-    # forkserver: forking a process that already runs OpenMP (faiss) threads can deadlock.
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"), initializer=_init_worker, initargs=(encoder_path,))
+    # One BLAS/OpenMP thread per worker process: the processes already fill the cores.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    ctx = mp.get_context("forkserver")  # forking a process that runs OpenMP threads can deadlock
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,))
 
 
-def _run_pool(encoder_path: str, dim: int, tasks: Iterable[Task], workers: int) -> Iterator[tuple[int, EncodedFiles]]:
-    """A local process pool; if a worker dies (a decoder crash, the OOM killer), the batches it may
-    have held are re-run alone, split until the file that kills a worker is found and reported."""
+def _run_pool(work: Work, shared: Any, tasks: Iterable[Task], workers: int, on_crash) -> Iterator[tuple[int, Any]]:
+    """A local process pool. If a worker dies (a decoder crash, the OOM killer), the batches it may
+    have held are re-run alone, split until the file that kills a worker is found."""
     todo = iter(tasks)
     while True:
-        pool = _pool(encoder_path, workers)
+        pool = _pool(shared, workers)
         running: dict = {}
+        held: list[Task] = []  # taken from todo but not yet known to be running
+
+        def submit(n: int) -> None:
+            for task in itertools.islice(todo, n):
+                held.append(task)
+                running[pool.submit(_in_worker, work, task)] = task
+                held.pop()
+
         try:
-            for task in itertools.islice(todo, 2 * workers):
-                running[pool.submit(_encode_in_worker, task)] = task
+            submit(2 * workers)
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     result = fut.result()
                     del running[fut]
                     yield result
-                    for task in itertools.islice(todo, 1):
-                        running[pool.submit(_encode_in_worker, task)] = task
+                    submit(1)
             pool.shutdown()
             return
-        except BrokenProcessPool:
+        except DIED:
             pool.shutdown(wait=False, cancel_futures=True)
-            log.warning("a worker process died; re-running its %d batches one by one", len(running))
-            for number, paths in running.values():
-                yield number, _salvage(encoder_path, dim, paths)
+            lost = sorted(list(running.values()) + held)
+            log.warning("a worker process died; re-running its %d batches one by one", len(lost))
+            for number, paths in lost:
+                yield number, _salvage(work, shared, paths, on_crash)
 
 
-def _salvage(encoder_path: str, dim: int, paths: list[str]) -> EncodedFiles:
-    with _pool(encoder_path, 1) as alone:
+def _salvage(work: Work, shared: Any, paths: list[str], on_crash) -> Any:
+    with _pool(shared, 1) as alone:
         try:
-            return alone.submit(_encode_in_worker, (0, paths)).result()[1]
-        except BrokenProcessPool:
+            return alone.submit(_in_worker, work, (0, paths)).result()[1]
+        except DIED:
             pass
     if len(paths) == 1:
-        return EncodedFiles(np.zeros((0, dim), np.float32), [], [(paths[0], "a worker process died while decoding this file")])
+        if on_crash is None:
+            raise RuntimeError(f"{paths[0]}: a worker process dies on this file (if this is a script: "
+                               "is the call to vecsearch under `if __name__ == \"__main__\":`?)")
+        return on_crash(paths[0])
     half = len(paths) // 2
-    a, b = _salvage(encoder_path, dim, paths[:half]), _salvage(encoder_path, dim, paths[half:])
-    return EncodedFiles(np.vstack([a.vectors, b.vectors]), a.infos + b.infos, a.failures + b.failures)
+    return _merge(_salvage(work, shared, paths[:half], on_crash), _salvage(work, shared, paths[half:], on_crash))
 
 
-def _run_dask(encoder: Encoder, tasks: Iterable[Task], scheduler) -> Iterator[tuple[int, EncodedFiles]]:
+def _merge(a: Any, b: Any) -> Any:
+    if isinstance(a, EncodedFiles):
+        import numpy as np
+
+        return EncodedFiles(np.vstack([a.vectors, b.vectors]), a.infos + b.infos, a.failures + b.failures)
+    return a + b
+
+
+def _run_dask(work: Work, shared: Any, tasks: Iterable[Task], scheduler) -> Iterator[tuple[int, Any]]:
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -113,15 +149,15 @@ def _run_dask(encoder: Encoder, tasks: Iterable[Task], scheduler) -> Iterator[tu
     client = Client(scheduler, set_as_default=False) if own else scheduler
     try:
         in_flight = 2 * max(1, sum(client.nthreads().values()))
-        shipped = client.scatter(encoder, broadcast=True)
+        shipped = client.scatter(shared, broadcast=True)
         todo = iter(tasks)
         with client.as_current():  # as_completed looks for the current client
-            running = as_completed([client.submit(_encode_with, shipped, t, pure=False) for t in itertools.islice(todo, in_flight)])
+            running = as_completed([client.submit(_with, work, shipped, t, pure=False) for t in itertools.islice(todo, in_flight)])
         for fut in running:
             yield fut.result()
             nxt = next(todo, None)
             if nxt is not None:
-                running.add(client.submit(_encode_with, shipped, nxt, pure=False))
+                running.add(client.submit(_with, work, shipped, nxt, pure=False))
     finally:
         if own:
             client.close()

@@ -1,22 +1,42 @@
 """VLAD: sum the residuals of an image's descriptors to their nearest visual words.
 
-Works on a whole batch of images at once: one nearest-centre search over every descriptor of the
-batch and one segmented sum, instead of per-image loops, since per image the work is memory-bound.
+Works on several images at once (one nearest-centre matrix product and one sparse sum for all
+their descriptors), in groups small enough that the unpacked descriptors stay in cache: per image
+the work is memory-bound, and fresh 100 MB temporaries cost more than the arithmetic.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
+
+GROUP = 8  # images per inner step: ~8k descriptors × 256 floats = 8 MB
+
+_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
 
 
 def unpack_bits(desc: np.ndarray) -> np.ndarray:
     """Binary descriptors (m, 32) uint8 → (m, 256) float32 of 0/1, the space the vocabulary lives in."""
-    return np.unpackbits(desc, axis=1).astype(np.float32)
+    return _BITS[desc].reshape(len(desc), -1)
 
 
 def nearest_centre(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Index of the nearest centre (L2) for each row of x."""
     scores = x @ centres.T - 0.5 * np.einsum("ij,ij->i", centres, centres)[None, :]
     return np.argmax(scores, axis=1)
+
+
+def _raw(descriptors: list[np.ndarray], centres: np.ndarray) -> np.ndarray:
+    """Unnormalised residual sums, (n·k, d): Σ_{x→c} x − count·c, with x summed by a sparse product."""
+    k, d = centres.shape
+    n = len(descriptors)
+    counts = np.array([len(x) for x in descriptors])
+    if counts.sum() == 0:
+        return np.zeros((n * k, d), np.float32)
+    x = unpack_bits(np.concatenate([x for x in descriptors if len(x)]))
+    cell = np.repeat(np.arange(n), counts) * k + nearest_centre(x, centres)
+    members = sp.csr_matrix((np.ones(len(x), np.float32), (cell, np.arange(len(x)))), shape=(n * k, len(x)))
+    sums = np.asarray(members @ x)
+    return sums - np.bincount(cell, minlength=n * k).astype(np.float32)[:, None] * np.tile(centres, (n, 1))
 
 
 def vlad(descriptors: list[np.ndarray], centres: np.ndarray) -> np.ndarray:
@@ -27,22 +47,14 @@ def vlad(descriptors: list[np.ndarray], centres: np.ndarray) -> np.ndarray:
     """
     k, d = centres.shape
     n = len(descriptors)
-    out = np.zeros((n * k, d), np.float32)
-    counts = np.array([len(x) for x in descriptors])
-    if counts.sum() > 0:
-        x = unpack_bits(np.concatenate([x for x in descriptors if len(x)]))
-        owner = np.repeat(np.arange(n), counts)
-        assign = nearest_centre(x, centres)
-        cell = owner * k + assign
-        order = np.argsort(cell, kind="stable")
-        cell_sorted = cell[order]
-        starts = np.flatnonzero(np.r_[True, cell_sorted[1:] != cell_sorted[:-1]])
-        resid = x[order] - centres[assign[order]]
-        out[cell_sorted[starts]] = np.add.reduceat(resid, starts, axis=0)
-    out = np.sign(out) * np.sqrt(np.abs(out))
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    np.divide(out, norms, out=out, where=norms > 0)
-    out = out.reshape(n, k * d)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    np.divide(out, norms, out=out, where=norms > 0)
+    out = np.empty((n, k * d), np.float32)
+    for s in range(0, n, GROUP):
+        v = _raw(descriptors[s : s + GROUP], centres)
+        v = np.sign(v) * np.sqrt(np.abs(v))
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        np.divide(v, norms, out=v, where=norms > 0)
+        v = v.reshape(-1, k * d)
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        np.divide(v, norms, out=v, where=norms > 0)
+        out[s : s + GROUP] = v
     return out
