@@ -494,9 +494,10 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-speed", action="store_true", help="skip timing")
     ap.add_argument("--check", action="store_true", help="also run Encoder.fit/encode_files end to end for rows marked *")
-    ap.add_argument("--only", default="", help="only rows whose label contains this text")
+    ap.add_argument("--only", default="", help="comma-separated row ids (label prefixes), e.g. A,E,T")
     args = ap.parse_args(argv)
-    rows = [c for c in candidates() if args.only in c.label]
+    ids = [x for x in args.only.split(",") if x]
+    rows = [c for c in candidates() if not ids or c.label.split()[0] in ids]
     print(f"{'#':>3} {'UKB N-S':>7} {'Hol mAP':>7} {'Wang P@10':>9} {'img/s':>6}  label / settings")
     for i, c in enumerate(rows):
         q = quality(c)

@@ -5,7 +5,9 @@ from vecsearch.features import colour_histogram, orb_descriptors, vlad
 
 
 def test_vlad_of_a_batch_equals_vlad_of_each_image(examples):
-    descs = [orb_descriptors(cv2.imread(p), 300) for p in examples[:4]] + [np.zeros((0, 32), np.uint8)]
+    """The batch takes the sparse-sum path, single images the numpy one: both must agree."""
+    descs = [orb_descriptors(cv2.imread(p), 1000) for p in examples[:4]] + [np.zeros((0, 32), np.uint8)]
+    assert sum(map(len, descs)) > 2000 >= max(map(len, descs))
     centres = np.random.default_rng(0).random((8, 256)).astype(np.float32)
     batch = vlad(descs, centres)
     single = np.vstack([vlad([d], centres) for d in descs])

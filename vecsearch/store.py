@@ -22,7 +22,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 FORMAT = 1
@@ -210,12 +209,13 @@ def read_metadata_rows(path: Path, ids: np.ndarray, columns: list[str] | None = 
         f = pq.ParquetFile(path, memory_map=True)
     except (OSError, pa.ArrowInvalid) as e:
         raise IndexError_(f"{path}: cannot read metadata ({e})") from None
-    ids = np.unique(np.asarray(ids, np.int64))
+    wanted = set(int(i) for i in np.asarray(ids).ravel())
     col = f.schema_arrow.get_field_index("id")
     groups = []
     for g in range(f.metadata.num_row_groups):
         stats = f.metadata.row_group(g).column(col).statistics
-        if stats is None or not stats.has_min_max or np.any((ids >= stats.min) & (ids <= stats.max)):
+        if stats is None or not stats.has_min_max or any(stats.min <= i <= stats.max for i in wanted):
             groups.append(g)
     table = f.read_row_groups(groups, columns=columns) if groups else METADATA_SCHEMA.empty_table()
-    return table.filter(pc.is_in(table["id"], pa.array(ids)))
+    keep = [i in wanted for i in table["id"].to_pylist()]  # plain Python: pyarrow.compute costs 50 ms to import
+    return table.filter(pa.array(keep, pa.bool_()))
