@@ -73,13 +73,14 @@ def _pq_codes(d: int, n: int, budget: int) -> str:
 def choose(n: int, d: int, memory_budget: int | None = None) -> IndexSpec:
     """Pick the index type for n vectors of dimension d within a memory budget (bytes).
 
-    Follows the FAISS guidelines: exact below ~20k vectors; IVF with nlist ≈ 4√N (clamped to
-    [16, 65536]) above; Flat codes when n·d·4 fits the budget, SQ8 when n·d does, else PQ with
+    Follows the FAISS guidelines: exact below ~20k vectors; IVF with nlist ≈ 2√N (a power of two,
+    the low end of FAISS's advice, as k-means on 2 cores must stay affordable; nprobe makes up for
+    it) above; Flat codes when n·d·4 fits the budget, SQ8 when n·d does, else PQ with
     SQ4 re-ranking, else PQ alone. Without a budget, raw float vectors are kept.
     """
     if n <= EXACT_MAX:
         return IndexSpec("IVF1,Flat", 1, 1, 1.0, memory_budget)
-    nlist = int(min(65536, max(16, 2 ** round(math.log2(4 * math.sqrt(n))))))
+    nlist = int(min(65536, max(16, 2 ** round(math.log2(2 * math.sqrt(n))))))
     if memory_budget is None or n * d * 4 * 1.1 <= memory_budget:
         codes = "Flat"
     elif n * d * 1.1 <= memory_budget:
@@ -91,7 +92,7 @@ def choose(n: int, d: int, memory_budget: int | None = None) -> IndexSpec:
 
 def train_size(spec: IndexSpec) -> int:
     """How many vectors to train the coarse quantizer (and codes) on: FAISS advises 30–256 per list."""
-    return max(1, min(64 * spec.nlist, 1_000_000)) if spec.nlist > 1 else 1
+    return max(1, 40 * spec.nlist) if spec.nlist > 1 else 1
 
 
 def create(spec: IndexSpec, d: int, train_vectors: np.ndarray) -> faiss.Index:
