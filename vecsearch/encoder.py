@@ -1,8 +1,9 @@
 """The encoder: image → one fixed-length float32 vector, with state trained once and saved.
 
-vector = L2-normalise([√w · colour, √(1-w) · PCA(VLAD(ORB))]) where both parts have unit norm, so
-``colour_weight`` w is the colour part's share of the squared norm. Everything that shapes a vector
-(config, vocabulary, PCA, colour mean) lives in one ``.npz`` written without pickle, so any process
+vector = L2-normalise([√w · PCA_c(colour), √(1-w) · PCA(VLAD(ORB))]) where both parts have unit
+norm, so ``colour_weight`` w is the colour part's share of the squared norm. The colour PCA is
+partly whitened; the VLAD one is not (both measured, bench/TUNING.md). Everything that shapes a
+vector (config, vocabulary, both PCAs) lives in one ``.npz`` written without pickle, so any process
 that loads it encodes identically.
 """
 from __future__ import annotations
@@ -32,23 +33,26 @@ ENCODER_FILE = "encoder.npz"
 class EncoderConfig:
     """Parameters of the encoder; chosen by measurement (bench/RESULTS.md)."""
 
-    max_side: int = 640
+    max_side: int = 320  # half of 640: JPEGs decode straight to it at reduced DCT scale
     n_features: int = 1000
     n_centres: int = 64
     pca_dim: int = 256
     whiten: float = 0.0  # 0 = no whitening, 1 = full; divides by eigenvalue^(whiten/2)
-    colour_weight: float = 0.4
-    colour_bins: tuple[int, int, int] = (8, 12, 3)
+    colour_weight: float = 0.5
+    colour_bins: tuple[int, int, int] = (16, 4, 4)
     colour_grid: int = 2
     colour_grid_bins: tuple[int, int, int] = (8, 3, 3)
-    colour_grid_weight: float = 1.0
+    colour_grid_weight: float = 0.7
+    texture_weight: float = 0.7
+    colour_pca_dim: int = 128
+    colour_whiten: float = 0.375  # partial whitening of the colour part: +0.04 Holidays mAP
     train_images: int = 1000  # sample size for the vocabulary and the PCA
     seed: int = 1234
 
     @property
     def min_train_views(self) -> int:
         """Fewer training images than this are topped up with crops (see ``Encoder.fit``)."""
-        return 2 * self.pca_dim
+        return 2 * max(self.pca_dim, self.colour_pca_dim)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -75,8 +79,18 @@ class Features:
 
 
 def extract(pixels: np.ndarray, config: EncoderConfig) -> Features:
-    colour = colour_histogram(pixels, config.colour_bins, config.colour_grid, config.colour_grid_bins, config.colour_grid_weight)
+    colour = colour_histogram(pixels, config.colour_bins, config.colour_grid, config.colour_grid_bins, config.colour_grid_weight, config.texture_weight)
     return Features(colour, orb_descriptors(pixels, config.n_features))
+
+
+def _pca(x: np.ndarray, dim: int, whiten: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, components) of a faiss PCA to ``dim``; rows divided by eigenvalue^(whiten/2)."""
+    import faiss
+
+    dim = min(dim, x.shape[1])
+    pca = faiss.PCAMatrix(x.shape[1], dim, -whiten / 2)
+    pca.train(np.ascontiguousarray(x, np.float32))
+    return faiss.vector_to_array(pca.mean).astype(np.float32), faiss.vector_to_array(pca.A).reshape(dim, x.shape[1]).astype(np.float32)
 
 
 def extract_files(paths: Sequence[str], config: EncoderConfig) -> list[Features]:
@@ -88,6 +102,12 @@ def extract_files(paths: Sequence[str], config: EncoderConfig) -> list[Features]
         except imgs.ImageError:
             continue
     return out
+
+
+def _project(x: np.ndarray, mean: np.ndarray, components64: np.ndarray) -> np.ndarray:
+    """PCA projection in float64: BLAS sums in an order that depends on its thread count, and with
+    double accumulation the float32 result is the same in every process, threaded or not."""
+    return ((x - mean).astype(np.float64) @ components64.T).astype(np.float32)
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -133,29 +153,34 @@ class Encoder:
     """Trained encoder state: immutable after fitting, so ``encode`` is safe to call from several
     threads, and picklable (its arrays, about 17 MB with the defaults) to send to workers."""
 
-    def __init__(self, config: EncoderConfig, centres: np.ndarray, pca_mean: np.ndarray, pca_components: np.ndarray, colour_mean: np.ndarray):
+    def __init__(self, config: EncoderConfig, centres: np.ndarray, pca_mean: np.ndarray, pca_components: np.ndarray,
+                 colour_mean: np.ndarray, colour_components: np.ndarray):
         self.config = config
         self.centres = np.ascontiguousarray(centres, np.float32)
         self.pca_mean = np.ascontiguousarray(pca_mean, np.float32)
         self.pca_components = np.ascontiguousarray(pca_components, np.float32)
         self.colour_mean = np.ascontiguousarray(colour_mean, np.float32)
+        self.colour_components = np.ascontiguousarray(colour_components, np.float32)
         self._components64 = self.pca_components.astype(np.float64)
+        self._colour64 = self.colour_components.astype(np.float64)
+
+    STATE = ("centres", "pca_mean", "pca_components", "colour_mean", "colour_components")
 
     # ---- shape -----------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        return int(self.colour_mean.shape[0] + self.pca_components.shape[0])
+        return self.colour_dim + int(self.pca_components.shape[0])
 
     @property
     def colour_dim(self) -> int:
-        return int(self.colour_mean.shape[0])
+        return int(self.colour_components.shape[0])
 
     def fingerprint(self) -> str:
         """Short hash of the state: two encoders with the same fingerprint make the same vectors."""
         import hashlib
 
         h = hashlib.sha1(self.config.to_json().encode())
-        for a in (self.centres, self.pca_mean, self.pca_components, self.colour_mean):
+        for a in self._arrays():
             h.update(a.tobytes())
         return h.hexdigest()[:16]
 
@@ -165,12 +190,10 @@ class Encoder:
         if not feats:
             return np.zeros((0, self.dim), np.float32)
         w = self.config.colour_weight
-        colour = _l2(np.stack([f.colour for f in feats]) - self.colour_mean)
+        colour = _l2(_project(np.stack([f.colour for f in feats]), self.colour_mean, self._colour64))
         v = vlad([f.descriptors for f in feats], self.centres)
         has_words = np.linalg.norm(v, axis=1) > 0
-        # float64: BLAS sums in an order that depends on its thread count; with double accumulation
-        # the float32 result is the same in every process, threaded or not.
-        v = _l2(((v - self.pca_mean).astype(np.float64) @ self._components64.T).astype(np.float32)) * has_words[:, None]
+        v = _l2(_project(v, self.pca_mean, self._components64)) * has_words[:, None]
         return _l2(np.hstack([np.sqrt(w) * colour, np.sqrt(1 - w) * v]).astype(np.float32))
 
     def encode(self, images: Iterable[imgs.ImageInput] | imgs.ImageInput) -> np.ndarray:
@@ -242,8 +265,9 @@ class Encoder:
         images than VLAD dimensions) and the colour mean, from extracted features."""
         import faiss
 
-        if len(feats) < config.pca_dim + 1:
-            raise ValueError(f"training needs at least {config.pca_dim + 1} images for a PCA to {config.pca_dim} dimensions (got {len(feats)})")
+        need = max(config.pca_dim, config.colour_pca_dim) + 1
+        if len(feats) < need:
+            raise ValueError(f"training needs at least {need} images for its PCAs (got {len(feats)})")
         rng = np.random.default_rng(config.seed)
         desc = np.concatenate([f.descriptors for f in feats])
         if len(desc) < config.n_centres * 39:
@@ -254,13 +278,9 @@ class Encoder:
         km = faiss.Kmeans(x.shape[1], config.n_centres, niter=20, seed=config.seed, max_points_per_centroid=256)
         km.train(x)
         centres = km.centroids.copy()
-        v = vlad([f.descriptors for f in feats], centres)
-        pca = faiss.PCAMatrix(v.shape[1], config.pca_dim, -config.whiten / 2 if config.whiten else 0.0)
-        pca.train(v)
-        mean = faiss.vector_to_array(pca.mean).astype(np.float32)
-        comps = faiss.vector_to_array(pca.A).reshape(config.pca_dim, v.shape[1]).astype(np.float32)
-        colour_mean = np.stack([f.colour for f in feats]).mean(axis=0)
-        return cls(config, centres, mean, comps, colour_mean)
+        mean, comps = _pca(vlad([f.descriptors for f in feats], centres), config.pca_dim, config.whiten)
+        colour_mean, colour_comps = _pca(np.stack([f.colour for f in feats]), config.colour_pca_dim, config.colour_whiten)
+        return cls(config, centres, mean, comps, colour_mean, colour_comps)
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -275,10 +295,7 @@ class Encoder:
                 f,
                 format=np.array(FORMAT),
                 config=np.array(self.config.to_json()),
-                centres=self.centres,
-                pca_mean=self.pca_mean,
-                pca_components=self.pca_components,
-                colour_mean=self.colour_mean,
+                **dict(zip(self.STATE, self._arrays())),
             )
             f.flush()
             os.fsync(f.fileno())
@@ -297,14 +314,17 @@ class Encoder:
                 if fmt > FORMAT:
                     raise ValueError(f"{path}: encoder format {fmt} is newer than this vecsearch understands ({FORMAT})")
                 config = EncoderConfig.from_json(str(z["config"]))
-                enc = cls(config, z["centres"], z["pca_mean"], z["pca_components"], z["colour_mean"])
+                enc = cls(config, *(z[k] for k in cls.STATE))
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             msg = str(e)
             raise ValueError(msg if msg.startswith(str(path)) else f"{path}: not a valid encoder file ({msg})") from None
         return enc
 
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return tuple(getattr(self, k) for k in self.STATE)
+
     def __getstate__(self) -> dict:
-        return {"config": self.config.to_json(), "arrays": (self.centres, self.pca_mean, self.pca_components, self.colour_mean)}
+        return {"config": self.config.to_json(), "arrays": self._arrays()}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(EncoderConfig.from_json(state["config"]), *state["arrays"])

@@ -1,43 +1,95 @@
-"""HSV colour histograms: one global, plus one per cell of a coarse grid for layout.
+"""HSV colour histograms plus a little texture, computed on a ≤256-pixel copy of the image.
 
-Each histogram sums to one and the whole vector is square-rooted (Hellinger), which turns L2 distance
-into a distance that matches how people compare colour distributions far better than raw counts.
+Each histogram sums to one and is square-rooted (Hellinger). Parts: a global HSV histogram; a
+``grid``×``grid`` layout of HSV histograms; uniform-LBP histograms on a 2×2 grid; edge-direction
+histograms (8 orientations weighted by gradient magnitude + a flat bin) on a 3×3 grid. Each part has
+unit L2 norm before its weight.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+WORK_SIDE = 256  # colour and texture are computed on a copy at most this large
 
-def _hist(hsv: np.ndarray, bins: tuple[int, int, int]) -> np.ndarray:
-    h = cv2.calcHist([hsv], [0, 1, 2], None, list(bins), [0, 180, 0, 256, 0, 256]).ravel()
-    total = h.sum()
-    return h / total if total > 0 else h
+
+def _norm_sqrt(h: np.ndarray) -> np.ndarray:
+    h = np.asarray(h, np.float32).ravel()
+    s = h.sum()
+    return np.sqrt(h / s) if s > 0 else h
+
+
+def _cells(h: int, w: int, g: int):
+    ys = np.linspace(0, h, g + 1).round().astype(int)
+    xs = np.linspace(0, w, g + 1).round().astype(int)
+    return [(slice(ys[i], max(ys[i + 1], ys[i] + 1)), slice(xs[j], max(xs[j + 1], xs[j] + 1))) for i in range(g) for j in range(g)]
+
+
+def _grid(img: np.ndarray, g: int, fn) -> np.ndarray:
+    parts = [_norm_sqrt(fn(np.ascontiguousarray(img[sy, sx]))) for sy, sx in _cells(img.shape[0], img.shape[1], g)]
+    return np.concatenate(parts) / np.float32(g)
+
+
+def _hsv_hist(hsv: np.ndarray, bins) -> np.ndarray:
+    return cv2.calcHist([hsv], [0, 1, 2], None, list(bins), [0, 180, 0, 256, 0, 256]).ravel()
+
+
+def _uniform_lut() -> np.ndarray:
+    lut = np.full(256, 58, np.uint8)
+    k = 0
+    for code in range(256):
+        bits = [(code >> i) & 1 for i in range(8)]
+        if sum(bits[i] != bits[(i + 1) % 8] for i in range(8)) <= 2:
+            lut[code] = k
+            k += 1
+    return lut
+
+
+_LBP_LUT = _uniform_lut()
+_LBP_OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
+
+
+def _lbp(grey: np.ndarray) -> np.ndarray:
+    """Uniform 8-neighbour LBP codes 0..58 of the interior pixels."""
+    g = grey.astype(np.int16)
+    h, w = g.shape
+    c = g[1:-1, 1:-1]
+    code = np.zeros(c.shape, np.uint8)
+    for bit, (dy, dx) in enumerate(_LBP_OFFSETS):
+        code |= (g[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] >= c).astype(np.uint8) << bit
+    return _LBP_LUT[code]
+
+
+def _edge_hist(grey: np.ndarray, g: int, flat: float = 20.0) -> np.ndarray:
+    f = grey.astype(np.float32)
+    mag, ang = cv2.cartToPolar(cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3))
+    b = np.floor(ang * (8 / np.pi)).astype(np.int32) % 8  # unsigned orientation, 22.5° bins
+    weak = mag < flat
+    b[weak] = 8
+    wgt = np.where(weak, np.float32(flat), mag)
+    stack = np.stack([b.astype(np.float32), wgt], axis=-1)
+    return _grid(stack, g, lambda c: np.bincount(c[..., 0].astype(np.int32).ravel(), c[..., 1].ravel(), minlength=9))
 
 
 def colour_histogram(
     bgr: np.ndarray,
-    bins: tuple[int, int, int] = (8, 12, 3),
+    bins: tuple[int, int, int] = (16, 4, 4),
     grid: int = 2,
     grid_bins: tuple[int, int, int] = (8, 3, 3),
-    grid_weight: float = 1.0,
+    grid_weight: float = 0.7,
+    texture_weight: float = 0.7,
 ) -> np.ndarray:
-    """Global HSV histogram followed by a ``grid``×``grid`` spatial one; float32, √-normalised.
-
-    The global and the spatial parts are each given unit L2 norm, then ``grid_weight`` scales the
-    spatial part, so the balance does not depend on the number of bins.
-    """
+    """Global HSV + grid HSV + LBP (2×2) + edge directions (3×3); float32, √-normalised parts."""
+    h, w = bgr.shape[:2]
+    scale = WORK_SIDE / max(h, w)
+    if scale < 1:
+        bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
-    parts = [np.sqrt(_hist(hsv, bins))]
+    parts = [_norm_sqrt(_hsv_hist(hsv, bins))]
     if grid > 1:
-        h, w = hsv.shape[:2]
-        ys = np.linspace(0, h, grid + 1).round().astype(int)
-        xs = np.linspace(0, w, grid + 1).round().astype(int)
-        cells = [
-            _hist(np.ascontiguousarray(hsv[ys[i] : max(ys[i + 1], ys[i] + 1), xs[j] : max(xs[j + 1], xs[j] + 1)]), grid_bins)
-            for i in range(grid)
-            for j in range(grid)
-        ]
-        spatial = np.sqrt(np.concatenate(cells)) / np.sqrt(grid * grid)
-        parts.append(grid_weight * spatial)
+        parts.append(grid_weight * _grid(hsv, grid, lambda c: _hsv_hist(c, grid_bins)))
+    if texture_weight > 0:
+        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        parts.append(texture_weight * _grid(_lbp(grey), 2, lambda c: np.bincount(c.ravel(), minlength=59)))
+        parts.append(texture_weight * _edge_hist(grey, 3))
     return np.concatenate(parts).astype(np.float32)
