@@ -111,10 +111,21 @@ def _run_pool(work: Work, shared: Any, tasks: Iterable[Task], workers: int, on_c
             return
         except DIED:
             pool.shutdown(wait=False, cancel_futures=True)
+            _check_workers_start(work, shared)
             lost = sorted(list(running.values()) + held)
             log.warning("a worker process died; re-running its %d batches one by one", len(lost))
             for number, paths in lost:
                 yield number, _salvage(work, shared, paths, on_crash)
+
+
+def _check_workers_start(work: Work, shared: Any) -> None:
+    """Tell a worker that dies on a file from workers that cannot start at all (then say why)."""
+    with _pool(shared, 1) as probe:
+        try:
+            probe.submit(_in_worker, work, (0, [])).result()
+        except DIED:
+            raise RuntimeError("worker processes die as they start. If vecsearch is called from a script, the call must be "
+                               "under `if __name__ == \"__main__\":` (workers import the script); or use workers=0") from None
 
 
 def _salvage(work: Work, shared: Any, paths: list[str], on_crash) -> Any:
