@@ -65,8 +65,8 @@ def real_vectors(data: Path, work: Path) -> tuple[list[str], np.ndarray, "vecsea
 class Perturber:
     """Noise ~ N(0, Σ) with Σ the real vectors' covariance (top 256 components exact, rest isotropic)."""
 
-    def __init__(self, real: np.ndarray, components: int = 256):
-        self.real = real
+    def __init__(self, real: np.ndarray, components: int = 256, mix: bool = False):
+        self.real, self.mix = real, mix
         centred = real - real.mean(0)
         _, s, vt_ = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
         var = s**2 / (len(real) - 1)
@@ -80,16 +80,22 @@ class Perturber:
         scale = np.where(near, rng.uniform(0.05, 0.3, n), rng.uniform(0.5, 1.0, n)).astype(np.float32)
         noise = rng.standard_normal((n, len(self.basis)), dtype=np.float32) @ self.basis
         noise += self.iso * rng.standard_normal(noise.shape, dtype=np.float32)
-        v = self.real[src] + scale[:, None] * noise
+        base = self.real[src]
+        if self.mix:  # a point between two real images (the near-duplicates stay next to their source)
+            other = self.real[rng.integers(0, len(self.real), n)]
+            alpha = np.where(near, 1.0, rng.uniform(0.5, 1.0, n)).astype(np.float32)[:, None]
+            base = alpha * base + (1 - alpha) * other
+            scale = np.where(near, scale, scale * 0.6)
+        v = base + scale[:, None] * noise
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         return v, src, ((v - self.real[src]) ** 2).sum(1)
 
 
-def write_vectors(out: Path, npy: Path, n: int, paths: list[str], real: np.ndarray, enc, seed: int = 0) -> np.ndarray:
+def write_vectors(out: Path, npy: Path, n: int, paths: list[str], real: np.ndarray, enc, mix: bool, seed: int = 0) -> np.ndarray:
     """Write n vectors (the real ones first, under their real paths) as vector Parquet, in row
     batches, plus a float32 .npy copy for exact ground truth; returns each synthetic row's d² to its source."""
     rng = np.random.default_rng(seed)
-    pert = Perturber(real)
+    pert = Perturber(real, mix=mix)
     schema = vt.schema(enc)
     all_vecs = np.lib.format.open_memmap(npy, "w+", np.float32, (n, enc.dim))
     d2s = []
@@ -179,33 +185,35 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--budget", nargs="*", default=[], help="also build with these --memory-budget values (e.g. 1G 512M)")
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--model", choices=("noise", "mix"), default="noise",
+                    help="noise: real vector + noise (clouds around 2811 sources, easy for IVF); mix: between two real vectors + noise")
     ap.add_argument("--reuse", action="store_true", help="reuse vectors and indexes already built in --work")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    started, t_all = header("Search at scale (bench/scale.py)") + code_note(), time.perf_counter()
+    started, t_all = header(f"Search at scale (bench/scale.py, --model {args.model})") + code_note(), time.perf_counter()
 
     paths, real, enc = real_vectors(args.data, args.work)
-    vec_file, npy = args.work / f"vectors-{args.n}.parquet", args.work / f"vectors-{args.n}.npy"
-    d2_file = args.work / f"d2-{args.n}.npy"
+    tag = f"{args.n}" if args.model == "noise" else f"{args.n}-{args.model}"
+    vec_file, npy, d2_file = (args.work / f"{name}-{tag}.{ext}" for name, ext in (("vectors", "parquet"), ("vectors", "npy"), ("d2", "npy")))
     if not (args.reuse and vec_file.exists() and npy.exists() and d2_file.exists()):
         t = time.perf_counter()
-        np.save(d2_file, write_vectors(vec_file, npy, args.n, paths, real, enc))
+        np.save(d2_file, write_vectors(vec_file, npy, args.n, paths, real, enc, args.model == "mix"))
         print(f"generate + write {args.n} vectors: {time.perf_counter() - t:.0f}s, {vec_file.stat().st_size / 2**30:.2f} GiB", file=sys.stderr)
     d2 = np.load(d2_file)
 
-    queries, _, _ = Perturber(real).make(1000, np.random.default_rng(99))  # fresh vectors, not in the index
+    queries, _, _ = Perturber(real, mix=args.model == "mix").make(1000, np.random.default_rng(99))  # fresh vectors, not in the index
     t = time.perf_counter()
     truth = ground_truth(queries, npy)
     t_gt = time.perf_counter() - t
     print(f"exact ground truth for 1000 queries: {t_gt:.0f}s", file=sys.stderr)
 
     enc_file = args.work / "encoder.npz"
-    results = [measure_index("raw vectors", args.work / f"index-{args.n}", vec_file, enc_file, None, queries, truth, args.reuse)]
+    results = [measure_index("raw vectors", args.work / f"index-{tag}", vec_file, enc_file, None, queries, truth, args.reuse)]
     main_idx = results[0]["idx"]
     t_floor, t_query = median_walls([[sys.executable, "-c", FLOOR], [*vecsearch_command(), "query", paths[0], "--index", str(main_idx.path)]], args.runs)
     print(f"CLI query {t_query * 1000:.0f} ms vs import floor {t_floor * 1000:.0f} ms", file=sys.stderr)
     for b in args.budget:
-        results.append(measure_index(f"--memory-budget {b}", args.work / f"index-{args.n}-{b}", vec_file, enc_file, b, queries, truth, args.reuse))
+        results.append(measure_index(f"--memory-budget {b}", args.work / f"index-{tag}-{b}", vec_file, enc_file, b, queries, truth, args.reuse))
 
     r90 = main_idx.calibration.distance_for(90)
     cal = results[0]["info"]["calibration"]
@@ -234,7 +242,7 @@ def main() -> None:
         f"Whole run: {time.perf_counter() - t_all:.0f} s. Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"
     )
     print(text)
-    write_section("scale", text)
+    write_section("scale" if args.model == "noise" else f"scale-{args.model}", text)
 
 
 if __name__ == "__main__":
