@@ -142,7 +142,7 @@ def main() -> None:
                  f"{len(src) / e2e['encode']:.1f}", "", "", _stages(e2e)])
     text = started + (
         f"\n`vecsearch.build(paths, index, encoder=<trained Encoder>, workers=…, quiet=True)` from scratch into an empty directory "
-        "(scan, encode, index, calibrate, commit); the last row also trains (`encoder` not given). Decode-only = `vecsearch.images.load(path, {max_side})` (the encoder's max_side) "
+        f"(scan, encode, index, calibrate, commit); the last row also trains (`encoder` not given). Decode-only = `vecsearch.images.load(path, {max_side})` (the encoder's max_side) "
         "(read, SHA-1, Pillow draft decode, EXIF, resize) on 2 processes, measured before and after the two builds of a set "
         "(mean used for the ratio). Files are in the page cache.\n\n"
         + md_table(["set", "files", "workers", "build wall s", "build images/s", "encode stage images/s", "decode-only images/s, 2 proc (before / after)",

@@ -142,31 +142,7 @@ def block_lab(bgr):
     return _norm_sqrt(cv2.calcHist([lab], [0, 1, 2], None, [4, 6, 6], [0, 256, 0, 256, 0, 256]))
 
 
-def _uniform_lut() -> np.ndarray:
-    """8-bit LBP code → one of 58 uniform patterns (≤ 2 transitions) or 58 for the rest."""
-    lut = np.full(256, 58, np.uint8)
-    k = 0
-    for code in range(256):
-        bits = [(code >> i) & 1 for i in range(8)]
-        if sum(bits[i] != bits[(i + 1) % 8] for i in range(8)) <= 2:
-            lut[code] = k
-            k += 1
-    return lut
-
-
-_LBP_LUT = _uniform_lut()
-
-
-def _lbp(grey: np.ndarray) -> np.ndarray:
-    """Uniform LBP codes (0..58) of the interior pixels."""
-    g = grey.astype(np.int16)
-    c = g[1:-1, 1:-1]
-    code = np.zeros(c.shape, np.uint8)
-    offsets = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
-    h, w = g.shape
-    for bit, (dy, dx) in enumerate(offsets):
-        code |= (g[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] >= c).astype(np.uint8) << bit
-    return _LBP_LUT[code]
+from vecsearch.features.colour import _lbp  # noqa: E402  (the uniform-LBP codes the encoder ships)
 
 
 def block_lbp(bgr):

@@ -343,6 +343,21 @@ def _vector_paths(files: Sequence[Path]) -> list[str]:
     return paths
 
 
+def _from_vectors(files: Sequence[Path], enc: Encoder) -> tuple[Sequence[Path], list[str], list[tuple[str, str]]]:
+    """Vector files as build input: (files, their paths in order, their failed rows); checked first."""
+    vt.check_files(files, enc)
+    return files, _vector_paths(files), _skipped_of(files)
+
+
+def _scan_some(sources, quiet: bool) -> tuple[list[str], list[tuple[str, str]]]:
+    """``scan``, refusing sources that hold no image at all."""
+    paths, skipped = scan(_as_list(sources), quiet)
+    if not paths:
+        why = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
+        raise NoImagesError(f"no images found in {', '.join(_as_list(sources))}{f' ({why})' if why else ''}")
+    return paths, skipped
+
+
 def _resolve_encoder(encoder, previous: store.Version | None, retrain: bool, vector_files: Sequence[Path]) -> Encoder | None:
     if isinstance(encoder, (str, os.PathLike)):
         return Encoder.load(encoder)
@@ -391,14 +406,9 @@ def build(
         enc = _resolve_encoder(encoder, previous, retrain, vector_files)
         work = None
         if vector_files:
-            vt.check_files(vector_files, enc)
-            files, skipped = vector_files, _skipped_of(vector_files)
-            paths = _vector_paths(vector_files)
+            files, paths, skipped = _from_vectors(vector_files, enc)
         else:
-            paths, skipped = scan(_as_list(sources), quiet)
-            if not paths:
-                why = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
-                raise NoImagesError(f"no images found in {', '.join(_as_list(sources))}{f' ({why})' if why else ''}")
+            paths, skipped = _scan_some(sources, quiet)
             cfg = config or EncoderConfig()
             work = WorkDir(root, _key("build", paths, enc.fingerprint() if enc is not None else f"train:{cfg.to_json()}"))
             if enc is None:
@@ -465,13 +475,9 @@ def add(
         old_rows = {p: {"id": i, "bytes": b, "mtime": m} for p, i, b, m in zip(*(old[c].to_pylist() for c in ("path", "id", "bytes", "mtime")))}
         work = None
         if vector_files:
-            vt.check_files(vector_files, enc)
-            files, skipped = vector_files, _skipped_of(vector_files)
-            todo = _vector_paths(vector_files)
+            files, todo, skipped = _from_vectors(vector_files, enc)
         else:
-            paths, skipped = scan(_as_list(sources), quiet)
-            if not paths:
-                raise NoImagesError(f"no images found in {', '.join(_as_list(sources))}")
+            paths, skipped = _scan_some(sources, quiet)
             todo = [p for p in paths if _changed(p, old_rows.get(p))]
             work = WorkDir(root, _key("add", todo, f"{enc.fingerprint()}:{previous.number}"))
             if not work.encoder_path.exists():

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from . import executors
 from . import vectors as vt
-from .builder import _as_list, progress, scan, train_encoder
+from .builder import _as_list, _scan_some, progress, scan, train_encoder
 from .encoder import EncodedFiles, Encoder, EncoderConfig
 
 
@@ -86,11 +86,7 @@ def train(
 
     Several indexes and batch jobs that use the same encoder make comparable vectors.
     """
-    paths, _ = scan(_as_list(sources), quiet)
-    if not paths:
-        from .builder import NoImagesError
-
-        raise NoImagesError(f"no images found in {', '.join(_as_list(sources))}")
+    paths, _ = _scan_some(sources, quiet)
     enc = train_encoder(paths, config or EncoderConfig(), quiet, workers=None)
     if out is not None:
         enc.save(out)
