@@ -19,8 +19,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # o
 import argparse
 import pickle
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import cv2
 
@@ -48,6 +51,36 @@ def pool_start(shared: object, workers: int) -> float:
         return time.perf_counter() - t - 0.05
     finally:
         pool.shutdown()
+
+
+PRELOAD_PROBE = """
+import multiprocessing as mp, statistics, sys, time
+from vecsearch import executors
+if __name__ == "__main__":
+    if sys.argv[1] == "preload":
+        mp.get_context("forkserver").set_forkserver_preload(["vecsearch.executors"])
+    executors._pool({}, 1).shutdown()  # start the forkserver
+    times = []
+    for _ in range(int(sys.argv[2])):
+        t = time.perf_counter(); pool = executors._pool({}, 2); list(pool.map(time.sleep, [0.05] * 2))
+        times.append(time.perf_counter() - t - 0.05); pool.shutdown()
+    print(statistics.median(times))
+"""
+
+
+def preload_starts(rounds: int) -> dict[str, float]:
+    """2-worker pool start in a script run as a file, with the forkserver's default preload vs preloading vecsearch.executors.
+
+    Python 3.11's default forkserver preload of ``__main__`` does not take effect (the forkserver is handed
+    'init_main_from_path', not the 'main_path' it looks for), so every worker imports numpy, cv2, … itself.
+    """
+    script = Path(tempfile.gettempdir()) / f"vecsearch-preload-{os.getpid()}.py"
+    script.write_text(PRELOAD_PROBE)
+    try:
+        return {mode: float(subprocess.run([sys.executable, str(script), mode, str(rounds)], capture_output=True, text=True, check=True).stdout)
+                for mode in ("default", "preload")}
+    finally:
+        script.unlink()
 
 
 def scatter_times(enc: vecsearch.Encoder, rounds: int) -> dict[str, float]:
@@ -100,8 +133,9 @@ def main() -> None:
             for name, shared in (("encoder", enc), ("tiny", tiny)):
                 starts.setdefault((name, workers), []).append(pool_start(shared, workers))
     start = {k: statistics.median(v) for k, v in starts.items()}
+    preload = preload_starts(args.rounds)
     scatter = scatter_times(enc, args.rounds)
-    print(rates, decode, len(blob), t_dump, t_load, start, scatter, file=sys.stderr)
+    print(rates, decode, len(blob), t_dump, t_load, start, preload, scatter, file=sys.stderr)
 
     ms = lambda s: f"{1000 * s:.0f} ms"  # noqa: E731
     text = started + (
@@ -109,7 +143,7 @@ def main() -> None:
         + md_table(["call", "images/s", "ms/image"], [
             [f"`Encoder.encode(arrays)` (already decoded BGR at ≤ {enc.config.max_side} px)", f"{arr:.1f}", f"{1000 / arr:.1f}"],
             ["`Encoder.encode_files(paths)` (read + hash + decode + encode)", f"{files:.1f}", f"{1000 / files:.1f}"],
-            ["`images.load` alone (decode)", f"{decode:.1f}", f"{1000 / decode:.1f}"],
+            [f"`images.load(path, {enc.config.max_side})` alone (decode)", f"{decode:.1f}", f"{1000 / decode:.1f}"],
         ])
         + f"\nDecode is {100 * (1 / files - 1 / arr) * files:.0f}% of `encode_files` time here; the rest is feature extraction + VLAD/PCA.\n\n"
         + md_table(["shipping the encoder", "value"], [
@@ -117,6 +151,8 @@ def main() -> None:
             [f"pickle.dumps / pickle.loads, median of {args.rounds}", f"{ms(t_dump)} / {ms(t_load)}"],
             ["ProcessPool (`executors._pool`, forkserver) start to first answer, 1 worker: encoder vs tiny initarg", f"{ms(start[('encoder', 1)])} vs {ms(start[('tiny', 1)])}"],
             ["same, 2 workers", f"{ms(start[('encoder', 2)])} vs {ms(start[('tiny', 2)])}"],
+            ["2-worker pool start, script run as a file: default forkserver preload vs `set_forkserver_preload(['vecsearch.executors'])`",
+             f"{ms(preload['default'])} vs {ms(preload['preload'])}"],
             ["`client.scatter(encoder, broadcast=True)`, LocalCluster 2 workers × 1 thread: first (as the builder does)", ms(scatter["first"])],
             [f"same, fresh copies (`hash=False`), median of {args.rounds}; a tiny list for comparison", f"{ms(scatter['again'])}; {ms(scatter['tiny'])}"],
         ])

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def edited_images(n: int, workers: int = 2) -> list[str]:
     missing = [j for j in jobs if not (IMAGES / f"{j[0] // 1000:03d}" / f"{j[0]:06d}.jpg").exists()]
     if missing:
         t = time.perf_counter()
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver")) as pool:
             list(pool.map(_make, missing, chunksize=64))
         print(f"made {len(missing)} edited images in {time.perf_counter() - t:.0f}s", file=sys.stderr)
     return [str(IMAGES / f"{i // 1000:03d}" / f"{i:06d}.jpg") for i in range(n)]

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import time
+import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def _upscale(job: tuple[int, str]) -> None:
 def hd_images(src: list[str]) -> list[str]:
     """1920x1080 JPEGs (q90) made once from the UKBench photos: a small random crop, then INTER_CUBIC upscale."""
     HD.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(2) as pool:
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("forkserver")) as pool:
         list(pool.map(_upscale, enumerate(src), chunksize=32))
     return [str(HD / f"{i:04d}.jpg") for i in range(len(src))]
 
@@ -71,7 +72,7 @@ def _decode_batch(paths: list[str], max_side: int) -> int:
 
 def decode_rate(paths: list[str], max_side: int, workers: int = 2) -> float:
     """Images/s of ``images.load`` alone over the files, batches of 64 on ``workers`` processes (pool start not timed)."""
-    with ProcessPoolExecutor(workers, initializer=_init_decoder) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"), initializer=_init_decoder) as pool:  # fork after threads can deadlock
         list(pool.map(_decode_batch, [paths[:2]] * workers, [max_side] * workers))  # start the workers
         t = time.perf_counter()
         n = sum(pool.map(_decode_batch, [paths[i : i + 64] for i in range(0, len(paths), 64)], [max_side] * len(paths)))
