@@ -156,8 +156,9 @@ def main() -> None:
             ["`client.scatter(encoder, broadcast=True)`, LocalCluster 2 workers × 1 thread: first (as the builder does)", ms(scatter["first"])],
             [f"same, fresh copies (`hash=False`), median of {args.rounds}; a tiny list for comparison", f"{ms(scatter['again'])}; {ms(scatter['tiny'])}"],
         ])
-        + f"\nPool start times are medians of {args.rounds} alternating rounds, after the forkserver itself is up (its one-time start imports the "
-        "caller's `__main__`). Load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + ".\n"
+        + f"\nPool start times are medians of {args.rounds} alternating rounds, after the forkserver itself is up. Python 3.11's forkserver is "
+        "meant to preload the caller's `__main__`, but that does not take effect, so each new worker imports numpy, cv2, … itself "
+        "(the preload row: in a fresh process each, median of the same rounds). Load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + ".\n"
     )
     print(text)
     write_section("embed_speed", text)

@@ -16,7 +16,23 @@ def test_choice_follows_size_and_memory_budget():
     assert vi.choose(1000, 832).exact
     assert vi.choose(100_000, 832).factory.endswith(",Flat") and vi.choose(100_000, 832).nlist > 1
     assert vi.choose(2_000_000, 832, vi.parse_bytes("4G")).factory.endswith(",SQ8")
+    assert vi.choose(2_000_000, 832, vi.parse_bytes("4G")).nlist == 2048
     assert ",PQ" in vi.choose(2_000_000, 832, vi.parse_bytes("1G")).factory
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget, codes", [("3M", "SQ8"), ("1M", "PQ")])
+def test_compressed_indexes_take_ids_and_reach_their_recall(budget, codes, tmp_path):
+    x = _clustered(21_000, 64)
+    spec = vi.choose(len(x), 64, vi.parse_bytes(budget))
+    assert codes in spec.factory
+    index = vi.create(spec, 64, x[: vi.train_size(spec)])
+    vi.add(index, x, np.arange(len(x)) + 10)
+    nprobe, recall = vi.tune_nprobe(index, x[:200], vi.exact_neighbours(x[:200], iter([x])) + 10)
+    assert recall > (0.9 if codes == "SQ8" else 0.5)
+    assert vi.remove(index, [10, 11]) == 2 and index.ntotal == len(x) - 2
+    vi.save(index, tmp_path / "c.faiss")
+    assert vi.load(tmp_path / "c.faiss").ntotal == len(x) - 2
     assert vi.parse_bytes("512M") == 512 * 2**20 and vi.parse_bytes("1.5GB") == int(1.5 * 2**30)
     with pytest.raises(ValueError, match="memory budget"):
         vi.parse_bytes("lots")

@@ -168,7 +168,7 @@ def train_encoder(paths: Sequence[str], config: EncoderConfig, quiet: bool, work
     with progress(len(sample), "train", quiet) as bar:
         for number, f in executors.run(executors.extract, config, tasks, workers, scheduler, on_crash=lambda p: []):
             feats[number] = f
-            bar.update(32)
+            bar.update(min(32, len(sample) - 32 * number))
     return Encoder.fit_features([f for k in sorted(feats) for f in feats[k]], config)
 
 

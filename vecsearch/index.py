@@ -2,8 +2,8 @@
 
 Every index is an IVF index, so ids, removal and memory-mapped loading work the same way for all:
 small collections get one list ("IVF1,Flat"), which scans everything and is exact. Larger ones get
-√N-scaled lists, with codes compressed (SQ8, then PQ with SQ8 re-ranking) when the raw vectors would
-not fit the memory budget. nprobe is tuned at build time to a measured recall@10 against exact search.
+√N-scaled lists, with codes compressed (SQ8, then PQ) when the raw vectors would not fit the memory
+budget. nprobe is tuned at build time to a measured recall@10 against exact search.
 """
 from __future__ import annotations
 
@@ -58,16 +58,10 @@ def parse_bytes(text: str | int | float | None) -> int | None:
 
 
 def _pq_codes(d: int, n: int, budget: int) -> str:
-    """PQ codes as large as the budget allows, with SQ4 re-ranking codes when those fit too."""
+    """PQ codes as large as the budget allows (bytes per vector; m must divide d)."""
     per_vector = budget / max(n, 1) / 1.1 - 16  # ids and list overhead
-    sizes = [m for m in (128, 96, 64, 48, 32, 24, 16, 8, 4) if d % m == 0]
-    for m in sizes:
-        if m + d / 2 <= per_vector:
-            return f"PQ{m},Refine(SQ4)"
-    for m in sizes:
-        if m <= per_vector:
-            return f"PQ{m}"
-    return f"PQ{sizes[-1]}"
+    sizes = [m for m in (192, 128, 96, 64, 48, 32, 24, 16, 8, 4) if d % m == 0]
+    return f"PQ{next((m for m in sizes if m <= per_vector), sizes[-1])}"
 
 
 def choose(n: int, d: int, memory_budget: int | None = None) -> IndexSpec:
@@ -76,7 +70,8 @@ def choose(n: int, d: int, memory_budget: int | None = None) -> IndexSpec:
     Follows the FAISS guidelines: exact below ~20k vectors; IVF with nlist ≈ 2√N (a power of two,
     the low end of FAISS's advice, as k-means on 2 cores must stay affordable; nprobe makes up for
     it) above; Flat codes when n·d·4 fits the budget, SQ8 when n·d does, else PQ with
-    SQ4 re-ranking, else PQ alone. Without a budget, raw float vectors are kept.
+    PQ codes as large as fit (no re-ranking yet: FAISS's refine indexes do not take our ids).
+    Without a budget, raw float vectors are kept.
     """
     if n <= EXACT_MAX:
         return IndexSpec("IVF1,Flat", 1, 1, 1.0, memory_budget)
