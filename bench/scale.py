@@ -218,11 +218,15 @@ def main() -> None:
     print(f"CLI query {t_query * 1000:.0f} ms vs import floor {t_floor * 1000:.0f} ms", file=sys.stderr)
     failures = []
     for b in args.budget:
-        t = time.perf_counter()
+        t, failed = time.perf_counter(), args.work / f"index-{tag}-{b}.failed.txt"
+        if args.reuse and failed.exists():  # not worth minutes again: the failure of the run that tried
+            failures.append(failed.read_text())
+            continue
         try:
             results.append(measure_index(f"--memory-budget {b}", args.work / f"index-{tag}-{b}", vec_file, enc_file, b, queries, truth, args.reuse))
         except RuntimeError as e:  # a failed build is a result too
             failures.append(f"`--memory-budget {b}`: the build failed after {time.perf_counter() - t:.0f} s: `{str(e).splitlines()[-1][-300:]}`")
+            failed.write_text(failures[-1])
             print(failures[-1], file=sys.stderr)
 
     r90 = main_idx.calibration.distance_for(90)

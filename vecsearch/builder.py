@@ -258,13 +258,15 @@ def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], q
     stand in as sources.
     """
     rng = np.random.default_rng(seed)
-    picks = sorted(rng.choice(len(items), min(CALIBRATION_SAMPLE, len(items)), replace=False)) if items else []
     sources: list[tuple[int, np.ndarray]] = []
-    with progress(len(picks), "calibrate", quiet) as bar:
-        for i in picks:
+    with progress(CALIBRATION_SAMPLE, "calibrate", quiet) as bar:
+        # Random indexed images until enough can be read here (vectors may come from elsewhere).
+        for i in rng.permutation(len(items))[: 5 * CALIBRATION_SAMPLE]:
             with contextlib.suppress(imgs.ImageError):
                 sources.append((items[i][0], imgs.to_pixels(items[i][1], encoder.config.max_side)))
-            bar.update(1)
+                bar.update(1)
+            if len(sources) == CALIBRATION_SAMPLE:
+                break
     if len(sources) < 10:
         sources += [(-1, imgs.to_pixels(p, encoder.config.max_side)) for p in example_images()]
     copies = max(1, min(10, -(-100 // len(sources))))

@@ -30,10 +30,18 @@ class Calibration:
         return 100.0 * np.interp(d, self.distance, self.probability)
 
     def distance_for(self, percent: float) -> float:
-        """The largest distance whose similarity is still ≥ ``percent`` (for range filters)."""
+        """The largest distance whose similarity is still ≥ ``percent`` (for range filters): the
+        inverse of the piecewise-linear curve ``percent`` applies; -1 if no distance reaches it."""
         p = percent / 100.0
-        ok = self.probability >= p
-        return float(self.distance[ok].max()) if ok.any() else -1.0
+        ok = np.flatnonzero(self.probability >= p)
+        if not len(ok):
+            return -1.0
+        i = int(ok[-1])
+        if i == len(self.distance) - 1:
+            return float(self.distance[i])
+        drop = self.probability[i] - self.probability[i + 1]
+        t = (self.probability[i] - p) / drop if drop > 0 else 0.0
+        return float(self.distance[i] + t * (self.distance[i + 1] - self.distance[i]))
 
     def to_json(self) -> str:
         return json.dumps(

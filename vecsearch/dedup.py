@@ -64,16 +64,21 @@ def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> li
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids)))
     _, label = connected_components(graph, directed=False)
     sizes = np.bincount(label)
-    area = (meta["width"].to_numpy().astype(np.int64) * meta["height"].to_numpy()).tolist()
+    in_group = np.flatnonzero(sizes[label] > 1)
+    by_label = in_group[np.argsort(label[in_group], kind="stable")]  # members, grouped, in one sort
+    bounds = np.flatnonzero(np.r_[True, np.diff(label[by_label]) != 0, True])
+    paths = meta["path"].to_pylist()
+    def column(name: str) -> np.ndarray:  # vectors from other tools may lack file facts: 0
+        return np.nan_to_num(meta[name].to_numpy(zero_copy_only=False).astype(np.float64)).astype(np.int64)
+
+    widths, heights, size = column("width"), column("height"), column("bytes")
+    area = widths * heights
     groups = []
-    for g in np.flatnonzero(sizes > 1):
-        members = np.flatnonzero(label == g)
-        members = sorted(members, key=lambda m: (-area[m], -(meta["bytes"][m].as_py() or 0), meta["path"][m].as_py()))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        members = sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], paths[m]))
         vecs = full.reconstruct_batch(ids[members])
         sim = index.calibration.percent(((vecs - vecs[0]) ** 2).sum(1))
-        groups.append([
-            Member(meta["path"][m].as_py(), int(ids[m]), n == 0, float(s), int(meta["width"][m].as_py() or 0), int(meta["height"][m].as_py() or 0), int(meta["bytes"][m].as_py() or 0))
-            for n, (m, s) in enumerate(zip(members, sim))
-        ])
+        groups.append([Member(paths[m], int(ids[m]), n == 0, float(s), int(widths[m]), int(heights[m]), int(size[m]))
+                       for n, (m, s) in enumerate(zip(members, sim))])
     groups.sort(key=lambda g: (-len(g), g[0].path))
     return groups
