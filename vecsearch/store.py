@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,9 @@ def writer_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
+VERSIONED = re.compile(r"(encoder|index|metadata|calibration|skipped)\.\d{6}\.(npz|faiss|parquet|json)")
+
+
 def versioned_name(role: str, version: int, suffix: str) -> str:
     return f"{role}.{version:06d}{suffix}"
 
@@ -179,8 +183,8 @@ def commit(root: Path, files: dict[str, Path], manifest: dict[str, Any], previou
     atomic_write_bytes(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
     fsync_dir(root)
     keep = {e["name"] for e in entries.values()} | ({f["name"] for f in previous.manifest["files"].values()} if previous else set())
-    for p in root.iterdir():
-        if p.is_file() and p.name not in keep and p.name not in (MANIFEST, LOCK) and "." + p.name.split(".")[-1] in (".faiss", ".parquet", ".json", ".npz") and not p.name.startswith("."):
+    for p in root.iterdir():  # only files of older versions: nothing a user put there
+        if p.is_file() and p.name not in keep and VERSIONED.fullmatch(p.name):
             with contextlib.suppress(OSError):
                 p.unlink()
     return Version(root, manifest)
