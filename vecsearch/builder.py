@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import functools
 import os
 import shutil
 import sys
@@ -31,7 +30,7 @@ from . import images as imgs
 from . import index as faiss_index
 from .edits import random_edit
 from . import vectors as vt
-from .encoder import EncodedFiles, Encoder, EncoderConfig, example_images
+from .encoder import Encoder, EncoderConfig, example_images
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +123,7 @@ def encode_to_chunks(work: WorkDir, encoder: Encoder, paths: Sequence[str], *, w
     with progress(len(paths), "encode", quiet) as bar:
         bar.update(len(paths) - todo)
         tasks = _batches(paths, done, batch_size, first)
-        crashed = functools.partial(EncodedFiles.crashed, dim=encoder.dim)
-        for number, result in executors.run(executors.encode_files, encoder, tasks, workers, scheduler, on_crash=crashed):
+        for number, result in executors.encode(encoder, tasks, workers, scheduler):
             work.write_chunk(number, vt.table(result, encoder))
             bar.update(len(result.infos) + len(result.failures))
 
@@ -211,31 +209,23 @@ def add_to_index(index, files: Sequence[Path], ids_of: dict[str, int], quiet: bo
     return pa.concat_tables(parts).sort_by("id")
 
 
-def _sample(files: Sequence[Path], n: int, seed: int = 0) -> np.ndarray:
-    """A uniform random sample of n vectors from the files, in one streaming pass (reservoir)."""
-    rng = np.random.default_rng(seed)
-    chosen: np.ndarray | None = None
-    seen = 0
+def _sample(files: Sequence[Path], n_rows: int, n: int, seed: int = 0) -> np.ndarray:
+    """A uniform random sample of n of the n_rows good vectors of the files, in one streaming pass."""
+    want = np.sort(np.random.default_rng(seed).choice(n_rows, min(n, n_rows), replace=False))
+    parts, seen = [], 0
     for t in vt.batches(files, ["path", "vector", "error"]):
-        v = vt.vectors_of(t)
-        if chosen is None:
-            chosen = np.empty((n, v.shape[1]), np.float32)
-        for row in v:  # Algorithm R; rows are few per batch compared to the encoding cost
-            if seen < n:
-                chosen[seen] = row
-            else:
-                j = rng.integers(0, seen + 1)
-                if j < n:
-                    chosen[j] = row
-            seen += 1
-    return chosen[: min(n, seen)] if chosen is not None else np.zeros((0, 0), np.float32)
+        lo, hi = np.searchsorted(want, [seen, seen + len(t)])
+        if hi > lo:
+            parts.append(vt.vectors_of(t)[want[lo:hi] - seen])
+        seen += len(t)
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def fill_index(files: Sequence[Path], ids_of: dict[str, int], d: int, memory_budget: int | None, quiet: bool):
     """Choose, train, fill and tune a FAISS index from vector files; returns (index, spec, metadata)."""
-    n = sum(len(t) for t in vt.batches(files, ["vector", "error"]))
+    n = sum(len(t) for t in vt.batches(files, ["path", "error"]))  # rows with no error have a vector
     spec = faiss_index.choose(n, d, memory_budget)
-    train = _sample(files, max(faiss_index.train_size(spec), 1000))
+    train = _sample(files, n, max(faiss_index.train_size(spec), 1000))
     index = faiss_index.create(spec, d, train[: faiss_index.train_size(spec)])
     meta = add_to_index(index, files, ids_of, quiet)
     if not spec.exact and index.ntotal:

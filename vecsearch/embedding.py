@@ -7,7 +7,6 @@ a killed job never leaves a truncated file under the requested name.
 """
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +18,7 @@ import pyarrow.parquet as pq
 from . import executors
 from . import vectors as vt
 from .builder import _as_list, _scan_some, progress, scan, train_encoder
-from .encoder import EncodedFiles, Encoder, EncoderConfig
+from .encoder import Encoder, EncoderConfig
 
 
 def _encoder(encoder: Encoder | str | os.PathLike) -> Encoder:
@@ -44,7 +43,7 @@ def embed(
     enc = _encoder(encoder)
     paths, problems = scan(_as_list(sources), quiet)
     tasks = ((i, list(paths[s : s + batch_size])) for i, s in enumerate(range(0, len(paths), batch_size)))
-    results = executors.run(executors.encode_files, enc, tasks, workers, scheduler, on_crash=functools.partial(EncodedFiles.crashed, dim=enc.dim))
+    results = executors.encode(enc, tasks, workers, scheduler)
     schema = vt.schema(enc)
     extra = pa.table({"path": [p for p, _ in problems], "error": [r for _, r in problems]})
     extra = pa.Table.from_arrays([extra["path"] if n == "path" else extra["error"] if n == "error" else pa.nulls(len(extra), schema.field(n).type) for n in schema.names], schema=schema)

@@ -10,6 +10,7 @@ calls vecsearch must do so under ``if __name__ == "__main__":``.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -71,6 +72,11 @@ def run(work: Work, shared: Any, tasks: Iterable[Task], workers: int | None = No
             yield _with(work, shared, task)
     else:
         yield from _run_pool(work, shared, tasks, workers or default_workers(), on_crash)
+
+
+def encode(encoder: Encoder, tasks: Iterable[Task], workers: int | None = None, scheduler=None) -> Iterator[tuple[int, EncodedFiles]]:
+    """``run`` with the encoder: a file that kills a worker comes back as a failure, not an error."""
+    return run(encode_files, encoder, tasks, workers, scheduler, on_crash=functools.partial(EncodedFiles.crashed, dim=encoder.dim))
 
 
 def _pool(shared: Any, workers: int) -> ProcessPoolExecutor:
