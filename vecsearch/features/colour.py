@@ -25,8 +25,10 @@ def _cells(h: int, w: int, g: int):
     return [(slice(ys[i], max(ys[i + 1], ys[i] + 1)), slice(xs[j], max(xs[j + 1], xs[j] + 1))) for i in range(g) for j in range(g)]
 
 
-def _grid(img: np.ndarray, g: int, fn) -> np.ndarray:
-    parts = [_norm_sqrt(fn(np.ascontiguousarray(img[sy, sx]))) for sy, sx in _cells(img.shape[0], img.shape[1], g)]
+def _grid(g: int, fn, *planes: np.ndarray) -> np.ndarray:
+    """fn's histogram of each cell of a g×g grid over the planes (same shape), √-normalised, / g."""
+    h, w = planes[0].shape[:2]
+    parts = [_norm_sqrt(fn(*(np.ascontiguousarray(p[sy, sx]) for p in planes))) for sy, sx in _cells(h, w, g)]
     return np.concatenate(parts) / np.float32(g)
 
 
@@ -51,24 +53,21 @@ _LBP_OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0,
 
 def _lbp(grey: np.ndarray) -> np.ndarray:
     """Uniform 8-neighbour LBP codes 0..58 of the interior pixels."""
-    g = grey.astype(np.int16)
-    h, w = g.shape
-    c = g[1:-1, 1:-1]
+    h, w = grey.shape
+    c = grey[1:-1, 1:-1]
     code = np.zeros(c.shape, np.uint8)
     for bit, (dy, dx) in enumerate(_LBP_OFFSETS):
-        code |= (g[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] >= c).astype(np.uint8) << bit
+        code |= (grey[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] >= c).view(np.uint8) << np.uint8(bit)
     return _LBP_LUT[code]
 
 
 def _edge_hist(grey: np.ndarray, g: int, flat: float = 20.0) -> np.ndarray:
     f = grey.astype(np.float32)
     mag, ang = cv2.cartToPolar(cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3))
-    b = np.floor(ang * (8 / np.pi)).astype(np.int32) % 8  # unsigned orientation, 22.5° bins
-    weak = mag < flat
-    b[weak] = 8
-    wgt = np.where(weak, np.float32(flat), mag)
-    stack = np.stack([b.astype(np.float32), wgt], axis=-1)
-    return _grid(stack, g, lambda c: np.bincount(c[..., 0].astype(np.int32).ravel(), c[..., 1].ravel(), minlength=9))
+    b = (ang * np.float32(8 / np.pi)).astype(np.uint8) & np.uint8(7)  # unsigned orientation, 22.5° bins (ang ≥ 0)
+    b = np.where(mag < flat, np.uint8(8), b)
+    np.maximum(mag, np.float32(flat), out=mag)  # flat pixels count as much as the weakest edge
+    return _grid(g, lambda bins, weights: np.bincount(bins.ravel(), weights.ravel(), minlength=9), b, mag)
 
 
 def colour_histogram(
@@ -87,9 +86,9 @@ def colour_histogram(
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
     parts = [_norm_sqrt(_hsv_hist(hsv, bins))]
     if grid > 1:
-        parts.append(grid_weight * _grid(hsv, grid, lambda c: _hsv_hist(c, grid_bins)))
+        parts.append(grid_weight * _grid(grid, lambda c: _hsv_hist(c, grid_bins), hsv))
     if texture_weight > 0:
         grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        parts.append(texture_weight * _grid(_lbp(grey), 2, lambda c: np.bincount(c.ravel(), minlength=59)))
+        parts.append(texture_weight * _grid(2, lambda c: np.bincount(c.ravel(), minlength=59), _lbp(grey)))
         parts.append(texture_weight * _edge_hist(grey, 3))
     return np.concatenate(parts).astype(np.float32)
