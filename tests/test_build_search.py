@@ -93,6 +93,8 @@ def test_parallel_build_equals_in_process_build(tmp_path, photo_dir, encoder):
     da = [[(h.id, round(h.distance, 5)) for h in hits] for hits in a.search_vectors(q, 4)]
     db = [[(h.id, round(h.distance, 5)) for h in hits] for hits in b.search_vectors(q, 4)]
     assert da == db
+    # Calibration copies are encoded on the pool too: their edits depend on the path, not the worker.
+    assert a.calibration.to_json() == b.calibration.to_json()
 
 
 def test_tiny_collection_trains_its_own_encoder(tmp_path, examples):

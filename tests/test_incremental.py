@@ -55,3 +55,48 @@ def test_info_advises_retraining_when_the_collection_outgrew_the_encoder():
     assert "retrain" in retrain_advice({"index": {"nlist": 1}, "encoder_trained_on": 100}, 500)
     assert "IVF" in retrain_advice({"index": {"nlist": 1}}, 30_000)
     assert "since the IVF" in retrain_advice({"index": {"nlist": 256, "trained_on": 30_000}}, 200_000)
+
+
+def _vector_file(path, encoder, vectors, paths):
+    import pyarrow.parquet as pq
+
+    from vecsearch import vectors as vt
+    from vecsearch.encoder import EncodedFiles
+    from vecsearch.images import FileInfo
+
+    infos = [FileInfo(p, 1, 0.0, "", 1, 1) for p in paths]
+    pq.write_table(vt.table(EncodedFiles(np.asarray(vectors, np.float32), infos), encoder), path)
+    return path
+
+
+@pytest.mark.slow
+def test_pq_index_reranks_exactly_through_add_and_remove(tmp_path, examples, encoder):
+    """Past the exact-search size and over its memory budget an index is IVF-PQ; its re-ranking
+    rows follow every add and remove, so hits come back at their exact distances."""
+    from vecsearch.check import check
+
+    rng = np.random.default_rng(0)
+    real = encoder.encode(examples)
+    noisy = real[np.arange(21_000) % len(real)] + 0.05 * rng.standard_normal((21_000, encoder.dim)).astype(np.float32)
+    noisy[: len(real)] = real
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    paths = examples + [f"/synthetic/{i}.jpg" for i in range(len(real), len(noisy))]
+    root = tmp_path / "idx"
+    index = vecsearch.build(None, root, vectors=_vector_file(tmp_path / "v.parquet", encoder, noisy, paths),
+                            encoder=encoder, memory_budget="2M", workers=0, quiet=True)
+    assert ",PQ" in index.manifest["index"]["factory"] and index.manifest["index"]["rerank"] and index.exact is not None
+    hit = index.search(examples[3], k=3)[0]
+    assert hit.path == examples[3] and hit.distance < 1e-3 and hit.similarity > 99
+
+    fresh = real[:2] + 0.3 * rng.standard_normal((2, encoder.dim)).astype(np.float32)
+    fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+    grown = vecsearch.add(None, root, vectors=_vector_file(tmp_path / "more.parquet", encoder, fresh, ["/new/a.jpg", "/new/b.jpg"]), quiet=True)
+    assert len(grown) == len(noisy) + 2 and grown.manifest["files"]["rerank"]["name"] != index.manifest["files"]["rerank"]["name"]
+    found = grown.search_vectors(fresh, k=1)
+    assert [h[0].path for h in found] == ["/new/a.jpg", "/new/b.jpg"] and max(h[0].distance for h in found) < 1e-3
+
+    assert vecsearch.remove([examples[3]], root, quiet=True) == 1
+    shrunk = vecsearch.open(root)
+    assert shrunk.manifest["files"]["rerank"] == grown.manifest["files"]["rerank"]  # unchanged rows: the same file
+    assert examples[3] not in [h.path for h in shrunk.search(examples[3], k=5)]
+    assert check(root) == []

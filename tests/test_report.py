@@ -80,6 +80,16 @@ def test_dedup_groups_edited_copies_and_keeps_the_largest(dup_index, tmp_path, e
     assert total == 9 and loaded == 9
 
 
+def test_dedup_after_a_removal_left_a_gap_in_the_ids(dup_index, tmp_path, examples):
+    """Ids are scan positions, so removals and skipped files leave gaps: dedup must not need 0..n-1."""
+    copy = tmp_path / "idx"
+    shutil.copytree(dup_index.path, copy)
+    first = min(dup_index.metadata()["path"].to_pylist())
+    assert vecsearch.remove([first], copy, quiet=True) == 1
+    groups = find_groups(vecsearch.open(copy), 80)
+    assert len(groups) == 3 and all(len(g) == 3 for g in groups)
+
+
 def test_dedup_and_query_html_from_the_cli(dup_index, tmp_path, examples):
     import csv
     import sys

@@ -7,7 +7,7 @@ was interrupted or in which order workers finished.
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -25,10 +25,10 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from . import calibration as calib
-from . import executors, store
+from . import executors, rerank, store
 from . import images as imgs
 from . import index as faiss_index
-from .edits import random_edit
+from .edits import encode_copies
 from . import vectors as vt
 from .encoder import Encoder, EncoderConfig, example_images
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_SAMPLE = 200
 CALIBRATION_K = 10
+COPY_BATCH = 8  # calibration sources per executor task
 #: A hit closer to a source than this quantile of its edited copies counts as a copy too, not as a
 #: non-match (chosen on UKBench/Holidays reliability: 0.5 → ECE 0.13/0.04, 0.8 → 0.05/0.03).
 EXCLUDE_QUANTILE = 0.8
@@ -195,17 +196,23 @@ def _metadata_rows(t: pa.Table, ids: np.ndarray, now: int) -> pa.Table:
     return pa.table(cols, schema=store.METADATA_SCHEMA)
 
 
-def add_to_index(index, files: Sequence[Path], ids_of: dict[str, int], quiet: bool) -> pa.Table:
-    """Add every good row of the vector files under its id; returns their metadata rows."""
+def add_to_index(index, files: Sequence[Path], ids_of: dict[str, int], quiet: bool, exact: np.ndarray | None = None) -> pa.Table:
+    """Add every good row of the vector files under its id (and to the re-ranking rows ``exact``,
+    if any); returns their metadata rows."""
     now = int(time.time())
     parts = [store.METADATA_SCHEMA.empty_table()]
     with progress(vt.count_rows(files), "index", quiet) as bar:
         for t in vt.batches(files):
             if len(t):
                 ids = np.fromiter((ids_of[p] for p in t["path"].to_pylist()), np.int64, len(t))
-                faiss_index.add(index, vt.vectors_of(t), ids)
+                v = vt.vectors_of(t)
+                faiss_index.add(index, v, ids)
+                if exact is not None:
+                    exact[ids] = v
                 parts.append(_metadata_rows(t, ids, now))
             bar.update(len(t))
+    if exact is not None:
+        exact.flush()
     return pa.concat_tables(parts).sort_by("id")
 
 
@@ -221,71 +228,91 @@ def _sample(files: Sequence[Path], n_rows: int, n: int, seed: int = 0) -> np.nda
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def fill_index(files: Sequence[Path], ids_of: dict[str, int], d: int, memory_budget: int | None, quiet: bool):
-    """Choose, train, fill and tune a FAISS index from vector files; returns (index, spec, metadata)."""
+def fill_index(files: Sequence[Path], ids_of: dict[str, int], d: int, memory_budget: int | None, quiet: bool, rerank_file: Path):
+    """Choose, train, fill and tune a FAISS index from vector files; returns (index, spec, metadata,
+    re-ranking vectors or None). A PQ index gets its re-ranking rows written to ``rerank_file``."""
     n = sum(len(t) for t in vt.batches(files, ["path", "error"]))  # rows with no error have a vector
     spec = faiss_index.choose(n, d, memory_budget)
     train = _sample(files, n, max(faiss_index.train_size(spec), 1000))
     index = faiss_index.create(spec, d, train[: faiss_index.train_size(spec)])
-    meta = add_to_index(index, files, ids_of, quiet)
+    rows = rerank.create(rerank_file, max(ids_of.values(), default=-1) + 1, d) if spec.rerank else None
+    meta = add_to_index(index, files, ids_of, quiet, rows)
+    exact = rerank.Vectors(rerank_file) if spec.rerank else None
     if not spec.exact and index.ntotal:
         queries = train[:500]
         positions = faiss_index.exact_neighbours(queries, (vt.vectors_of(t) for t in vt.batches(files, ["vector", "error"])))
         order = np.concatenate([np.fromiter((ids_of[p] for p in t["path"].to_pylist()), np.int64) for t in vt.batches(files, ["path", "vector", "error"])])
         truth = np.where(positions >= 0, order[np.maximum(positions, 0)], -1)
-        spec.nprobe, spec.recall_at_10 = faiss_index.tune_nprobe(index, queries, truth)
+        spec.nprobe, spec.recall_at_10 = faiss_index.tune_nprobe(index, queries, truth, exact=exact)
         faiss_index.set_nprobe(index, spec.nprobe)
     spec.trained_on = n
-    return index, spec, meta
+    return index, spec, meta, exact
 
 
-def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], quiet: bool, seed: int = 0) -> calib.Calibration:
+def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], quiet: bool, seed: int = 0,
+                    workers: int | None = 0, scheduler=None, exact: rerank.Vectors | None = None) -> calib.Calibration:
     """Query the index with edited copies of sampled indexed images and fit distance → probability.
 
     ``items`` are (id, path) of indexed images. The source of a copy is a true match; the other top
-    hits are not, unless closer to the source than most of its edited copies. Where the sampled images cannot be
+    hits are not, unless closer to the source than most of its edited copies. The copies are encoded
+    on the executor; the sources' vectors come from the index. Where the sampled images cannot be
     read from here (vectors made on another machine), the example photos shipped with vecsearch
     stand in as sources.
     """
-    rng = np.random.default_rng(seed)
-    sources: list[tuple[int, np.ndarray]] = []
+    order = np.random.default_rng(seed).permutation(len(items))[: 5 * CALIBRATION_SAMPLE]
+    copies = max(1, min(10, -(-100 // max(1, min(len(items), CALIBRATION_SAMPLE)))))
+    work = functools.partial(encode_copies, copies=copies, seed=seed)
+    ids: list[int] = []
+    edited: list[np.ndarray] = []
+    tried = 0
     with progress(CALIBRATION_SAMPLE, "calibrate", quiet) as bar:
         # Random indexed images until enough can be read here (vectors may come from elsewhere).
-        for i in rng.permutation(len(items))[: 5 * CALIBRATION_SAMPLE]:
-            with contextlib.suppress(imgs.ImageError):
-                sources.append((items[i][0], imgs.to_pixels(items[i][1], encoder.config.max_side)))
-                bar.update(1)
-            if len(sources) == CALIBRATION_SAMPLE:
-                break
-    if len(sources) < 10:
-        sources += [(-1, imgs.to_pixels(p, encoder.config.max_side)) for p in example_images()]
-    copies = max(1, min(10, -(-100 // len(sources))))
-    edited = [random_edit(px, rng) for _, px in sources for _ in range(copies)]
-    owner = np.repeat(np.arange(len(sources)), copies)
-    v_orig = encoder.encode([px for _, px in sources])
-    v_edit = encoder.encode(edited)
+        while len(ids) < CALIBRATION_SAMPLE and tried < len(order):
+            chosen = order[tried : tried + CALIBRATION_SAMPLE - len(ids)]
+            tried += len(chosen)
+            tasks = [(n, [items[i][1] for i in chosen[s : s + COPY_BATCH]]) for n, s in enumerate(range(0, len(chosen), COPY_BATCH))]
+            on = dict(executors.run(work, encoder, tasks, workers if len(tasks) > 1 else 0, scheduler, on_crash=lambda path: [None]))
+            for i, v in zip(chosen, (v for n, _ in tasks for v in on[n])):
+                if v is not None:
+                    ids.append(items[i][0])
+                    edited.append(v)
+                    bar.update(1)
+    v_orig = faiss_index.reconstruct(index, ids, exact) if ids else np.zeros((0, encoder.dim), np.float32)
+    if len(ids) < 10:
+        examples = example_images()
+        v_orig = np.vstack([v_orig, encoder.encode(examples)])
+        edited += encode_copies(encoder, examples, copies, seed)
+        ids += [-1] * len(examples)
+    owner = np.repeat(np.arange(len(ids)), [len(v) for v in edited])
+    v_edit = np.vstack(edited)
     positive = np.sum((v_edit - v_orig[owner]) ** 2, axis=1)
     # Images of the collection as close to a source as most of its own edited copies are copies of
     # it (a collection with duplicates must not teach that duplicates are non-matches).
     radius = float(np.quantile(positive, EXCLUDE_QUANTILE))
-    d_orig, i_orig = faiss_index.search(index, v_orig, CALIBRATION_K + 1)
-    same = [{sid} | {int(i) for d, i in zip(d_orig[o], i_orig[o]) if i >= 0 and d <= radius} for o, (sid, _) in enumerate(sources)]
-    dist, ids = faiss_index.search(index, v_edit, CALIBRATION_K + 1)
-    negative = [d for q, o in enumerate(owner) for d in [d for d, i in zip(dist[q], ids[q]) if i >= 0 and int(i) not in same[o]][:CALIBRATION_K]]
+    d_orig, i_orig = faiss_index.search(index, v_orig, CALIBRATION_K + 1, exact)
+    same = [{sid} | {int(i) for d, i in zip(d_orig[o], i_orig[o]) if i >= 0 and d <= radius} for o, sid in enumerate(ids)]
+    dist, hit = faiss_index.search(index, v_edit, CALIBRATION_K + 1, exact)
+    negative = [d for q, o in enumerate(owner) for d in [d for d, i in zip(dist[q], hit[q]) if i >= 0 and int(i) not in same[o]][:CALIBRATION_K]]
     if len(negative) < 20:  # a tiny collection: unrelated pairs among the example photos help out
         ex = encoder.encode(example_images())
         negative += [float(np.sum((a - b) ** 2)) for i, a in enumerate(ex) for b in ex[i + 1 :]]
     return calib.fit(positive, np.array(negative))
 
 
+def _next_file(root: Path, previous: store.Version | None, role: str, suffix: str) -> Path:
+    return root / store.versioned_name(role, previous.number + 1 if previous else 1, suffix)
+
+
 def commit_version(root: Path, previous: store.Version | None, encoder: Encoder, faiss_idx, spec: faiss_index.IndexSpec,
-                   meta: pa.Table, cal: calib.Calibration, skipped: list[tuple[str, str]], **extra) -> store.Version:
+                   meta: pa.Table, cal: calib.Calibration, skipped: list[tuple[str, str]], exact: rerank.Vectors | None = None,
+                   **extra) -> store.Version:
     """Write the files of a new version under versioned names and switch the manifest to them.
 
-    The encoder file of the previous version is reused when the encoder did not change.
+    The encoder file of the previous version is reused when the encoder did not change; the
+    re-ranking vectors (``exact``, already written) are whichever file they are in.
     """
     v = previous.number + 1 if previous else 1
-    name = lambda role, suffix: root / store.versioned_name(role, v, suffix)  # noqa: E731
+    name = lambda role, suffix: _next_file(root, previous, role, suffix)  # noqa: E731
     same_encoder = previous is not None and previous.manifest.get("encoder", {}).get("fingerprint") == encoder.fingerprint()
     files = {
         "encoder": previous.file("encoder") if same_encoder else encoder.save(name("encoder", ".npz")),
@@ -293,6 +320,7 @@ def commit_version(root: Path, previous: store.Version | None, encoder: Encoder,
         "metadata": name("metadata", ".parquet"),
         "calibration": name("calibration", ".json"),
         "skipped": name("skipped", ".parquet"),
+        **({"rerank": exact.path} if exact is not None else {}),
     }
     faiss_index.save(faiss_idx, files["index"])
     store.write_parquet(meta, files["metadata"])
@@ -411,13 +439,14 @@ def build(
             files = work.chunks()
             skipped += _skipped_of(files)
         ids_of = {p: i for i, p in enumerate(paths)}
-        faiss_idx, spec, meta = fill_index(files, ids_of, enc.dim, budget, quiet)
+        faiss_idx, spec, meta, exact = fill_index(files, ids_of, enc.dim, budget, quiet, _next_file(root, previous, "rerank", ".npy"))
         if not len(meta):
             why = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
             raise NoImagesError(f"none of the {len(paths)} files could be read as an image ({why})")
-        cal = fit_calibration(enc, faiss_idx, list(zip(meta["id"].to_pylist(), meta["path"].to_pylist())), quiet)
+        cal = fit_calibration(enc, faiss_idx, list(zip(meta["id"].to_pylist(), meta["path"].to_pylist())), quiet,
+                              workers=workers, scheduler=scheduler, exact=exact)
         trained = previous.manifest.get("encoder_trained_on") if previous and enc.fingerprint() == previous.manifest["encoder"]["fingerprint"] else None
-        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, encoder_trained_on=trained or len(paths))
+        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, exact, encoder_trained_on=trained or len(paths))
         if work:
             work.remove()
     return _open(root, BuildReport(len(meta), skipped, time.time() - t0))
@@ -481,7 +510,11 @@ def add(
         replaced = [old_rows[p]["id"] for p in todo if p in old_rows]
         faiss_index.remove(faiss_idx, replaced)
         first = int(previous.manifest["counts"]["max_id"]) + 1
-        new_meta = add_to_index(faiss_idx, files, {p: first + i for i, p in enumerate(todo)}, quiet)
+        rerank_file, rows = None, None
+        if "rerank" in previous.manifest["files"]:  # a PQ index: re-ranking rows for the new ids too
+            rerank_file = _next_file(root, previous, "rerank", ".npy")
+            rows = rerank.create(rerank_file, first + len(todo), enc.dim, previous.file("rerank"))
+        new_meta = add_to_index(faiss_idx, files, {p: first + i for i, p in enumerate(todo)}, quiet, rows)
         keep_old = old.filter(pa.compute.invert(pa.compute.is_in(old["id"], pa.array(replaced, pa.int64()))))
         meta = pa.concat_tables([keep_old, new_meta]).sort_by("id")
         retried = set(todo)
@@ -489,7 +522,7 @@ def add(
         skipped = [(p, r) for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist()) if p not in retried] + skipped
         spec = faiss_index.IndexSpec(**previous.manifest["index"])
         cal = calib.Calibration.load(previous.file("calibration"))
-        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped)
+        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, rerank.Vectors(rerank_file) if rerank_file else None)
         if work:
             work.remove()
     return _open(root, BuildReport(len(new_meta), skipped, time.time() - t0))
@@ -520,5 +553,6 @@ def remove(paths: Sequence[str | os.PathLike] | str | os.PathLike | None, index:
         skipped = [(p, r) for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist())
                    if p not in exact and not (prefixes and p.startswith(prefixes))]
         commit_version(root, previous, Encoder.load(previous.file("encoder")), faiss_idx, faiss_index.IndexSpec(**previous.manifest["index"]),
-                       meta, calib.Calibration.load(previous.file("calibration")), skipped)
+                       meta, calib.Calibration.load(previous.file("calibration")), skipped,
+                       rerank.Vectors(previous.file("rerank")) if "rerank" in previous.manifest["files"] else None)
     return len(gone)

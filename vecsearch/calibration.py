@@ -70,17 +70,18 @@ class Calibration:
 
 def fit(positive: np.ndarray, negative: np.ndarray, knots: int = 64) -> Calibration:
     """Fit P(same picture | distance) from distances of true matches and of non-matches."""
-    from sklearn.isotonic import IsotonicRegression
+    from scipy.optimize import isotonic_regression  # half the import time of scikit-learn's
 
     positive, negative = np.asarray(positive, float), np.asarray(negative, float)
     if len(positive) == 0 or len(negative) == 0:
         raise ValueError("calibration needs both matching and non-matching pairs")
     x = np.r_[positive, negative]
     y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-    iso = IsotonicRegression(increasing=False, y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
+    at, where, count = np.unique(x, return_inverse=True, return_counts=True)  # tied distances: one weighted point
+    fitted = isotonic_regression(np.bincount(where, y) / count, weights=count, increasing=False).x
     top = float(x.max()) * 1.05 + 1e-6
     grid = np.unique(np.r_[0.0, np.quantile(x, np.linspace(0, 1, knots)), top])
-    prob = iso.predict(grid)
+    prob = np.interp(grid, at, fitted)  # linear between fitted points, flat beyond them
     prob[0] = 1.0  # the same image is 100%
     prob = np.minimum.accumulate(prob)
     bins = np.linspace(0, top, 41)

@@ -33,9 +33,6 @@ class Member:
 def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> list[list[Member]]:
     """Groups of two or more images at ≥ ``min_similarity`` % of each other (transitively), largest
     first; in each, the suggested keeper (largest resolution, then largest file) comes first."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     if not 0 < min_similarity <= 100:
         raise ValueError(f"min_similarity is a percentage from 0 (excluded) to 100, not {min_similarity!r}")
     radius = index.calibration.distance_for(min_similarity)
@@ -44,16 +41,27 @@ def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> li
     if radius < 0 or len(ids) < 2:
         return []
     full = faiss_index.load(index.version.file("index"), mmap=False)
-    faiss_index.extract_ivf(full).make_direct_map()
     faiss_index.set_nprobe(full, index.manifest["index"].get("nprobe", 1))
+    with faiss_index.by_id(full):
+        return _groups(index, full, meta, ids, radius, progress)
+
+
+def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) -> list[list[Member]]:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    vectors = lambda some: faiss_index.reconstruct(full, some, index.exact)  # noqa: E731
     pos = {int(i): n for n, i in enumerate(ids)}
     rows, cols = [], []
     for start in range(0, len(ids), BATCH):
         batch = ids[start : start + BATCH]
-        x = full.reconstruct_batch(batch)
+        x = vectors(batch)
         lims, _, found = full.range_search(x, radius + 1e-6)
         for q in range(len(batch)):
-            for j in found[lims[q] : lims[q + 1]]:
+            near = found[lims[q] : lims[q + 1]]
+            if index.exact is not None and len(near):  # PQ distances are coarse: confirm with exact ones
+                near = near[((index.exact.get(near) - x[q]) ** 2).sum(1) <= radius + 1e-6]
+            for j in near:
                 if j != batch[q] and int(j) in pos:
                     rows.append(start + q)
                     cols.append(pos[int(j)])
@@ -76,7 +84,7 @@ def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> li
     groups = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         members = sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], paths[m]))
-        vecs = full.reconstruct_batch(ids[members])
+        vecs = vectors(ids[members])
         sim = index.calibration.percent(((vecs - vecs[0]) ** 2).sum(1))
         groups.append([Member(paths[m], int(ids[m]), n == 0, float(s), int(widths[m]), int(heights[m]), int(size[m]))
                        for n, (m, s) in enumerate(zip(members, sim))])

@@ -5,8 +5,14 @@ benchmarks make near-duplicate groups with them.
 """
 from __future__ import annotations
 
+import zlib
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
 
 
 def crop(img: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
@@ -71,3 +77,26 @@ def random_edit(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0
     if rng.random() < 0.1:
         out = np.ascontiguousarray(out[:, ::-1])
     return jpeg(out, int(rng.integers(35, 95)))
+
+
+def encode_copies(encoder: "Encoder", paths: list[str], copies: int, seed: int) -> list[np.ndarray | None]:
+    """Vectors of ``copies`` random edits of each file, (copies, dim) each, None where it cannot be read.
+
+    Calibration's positives, made on the build's executor (where the files are). Each file's edits
+    depend only on its path and ``seed``, not on which worker or batch made them.
+    """
+    from .images import ImageError, load
+
+    edited: list[np.ndarray] = []
+    read: list[bool] = []
+    for path in paths:
+        try:
+            pixels = load(path, encoder.config.max_side)[0]
+        except ImageError:
+            read.append(False)
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(path.encode("utf-8", "surrogateescape"))])
+        edited += [random_edit(pixels, rng) for _ in range(copies)]
+        read.append(True)
+    vectors = iter(np.split(encoder.encode(edited), np.arange(copies, len(edited), copies)))  # one batch: the PCA is matrix-shaped
+    return [next(vectors) if ok else None for ok in read]

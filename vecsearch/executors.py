@@ -41,8 +41,12 @@ def extract(config: EncoderConfig, paths: list[str]):
 def _init_worker(shared: Any) -> None:
     global _shared
     import cv2
+    from threadpoolctl import threadpool_limits
 
-    cv2.setNumThreads(1)  # one process per core already; threads inside would oversubscribe
+    # One process per core already: threads inside would oversubscribe. The environment set in
+    # _pool does not reach workers of a process server that was started earlier without it.
+    cv2.setNumThreads(1)
+    threadpool_limits(1)
     _shared = shared
 
 

@@ -7,15 +7,18 @@ budget. nprobe is tuned at build time to a measured recall@10 against exact sear
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import faiss
 import numpy as np
+
+from .rerank import FACTOR, Vectors
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class IndexSpec:
     recall_at_10: float | None = None
     memory_budget: int | None = None
     trained_on: int = 0  # vectors in the index when it was trained (retraining pays off far above)
+    rerank: bool = False  # PQ: candidates re-ranked by exact distance (vectors file, see rerank.py)
 
     @property
     def exact(self) -> bool:
@@ -69,9 +73,10 @@ def choose(n: int, d: int, memory_budget: int | None = None) -> IndexSpec:
 
     Follows the FAISS guidelines: exact below ~20k vectors; IVF with nlist ≈ 2√N (a power of two,
     the low end of FAISS's advice, as k-means on 2 cores must stay affordable; nprobe makes up for
-    it) above; Flat codes when n·d·4 fits the budget, SQ8 when n·d does, else PQ with
-    PQ codes as large as fit (no re-ranking yet: FAISS's refine indexes do not take our ids).
-    Without a budget, raw float vectors are kept.
+    it) above; Flat codes when n·d·4 fits the budget, SQ8 when n·d does, else PQ with codes as
+    large as fit, re-ranked by exact distances from vectors kept on disk (FAISS's "IVFPQ + R",
+    with the refinement vectors memory-mapped instead of in RAM). Without a budget, raw float
+    vectors are kept.
     """
     if n <= EXACT_MAX:
         return IndexSpec("IVF1,Flat", 1, 1, 1.0, memory_budget)
@@ -82,7 +87,7 @@ def choose(n: int, d: int, memory_budget: int | None = None) -> IndexSpec:
         codes = "SQ8"
     else:
         codes = _pq_codes(d, n, memory_budget)
-    return IndexSpec(f"IVF{nlist},{codes}", nlist, memory_budget=memory_budget)
+    return IndexSpec(f"IVF{nlist},{codes}", nlist, memory_budget=memory_budget, rerank=codes.startswith("PQ"))
 
 
 def train_size(spec: IndexSpec) -> int:
@@ -99,6 +104,8 @@ def create(spec: IndexSpec, d: int, train_vectors: np.ndarray) -> faiss.Index:
         index.is_trained = True
         return index
     index = faiss.index_factory(d, spec.factory, faiss.METRIC_L2)
+    if isinstance(index, faiss.IndexIVFPQ):
+        index.do_polysemous_training = False  # a minute of annealing for a search mode we do not use
     index.train(np.ascontiguousarray(train_vectors, np.float32))
     set_nprobe(index, spec.nprobe)
     return index
@@ -123,20 +130,50 @@ def remove(index: faiss.Index, ids: Iterable[int]) -> int:
     return int(index.remove_ids(faiss.IDSelectorBatch(ids)))
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(distances, ids), both (q, k); missing hits have id -1. Distances are squared L2."""
+@contextlib.contextmanager
+def by_id(index: faiss.Index) -> Iterator[faiss.Index]:
+    """Within the block, ``index.reconstruct_batch`` takes our ids (scan positions, with gaps)."""
+    ivf = extract_ivf(index)
+    if ivf.direct_map.type != faiss.DirectMap.NoMap:  # already inside such a block
+        yield index
+        return
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # an array map needs ids 0..n-1
+    try:
+        yield index
+    finally:
+        ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # a direct map would be saved with the index
+
+
+def reconstruct(index: faiss.Index, ids: Sequence[int], exact: Vectors | None = None) -> np.ndarray:
+    """The vectors of ``ids`` that searches measure distances to: the re-ranking rows where there
+    are some, else decoded from the index's codes."""
+    if exact is not None:
+        return exact.get(np.asarray(ids, np.int64))
+    with by_id(index):
+        return index.reconstruct_batch(np.asarray(ids, np.int64))
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int, exact: Vectors | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, ids), both (q, k); missing hits have id -1. Distances are squared L2. With
+    ``exact`` (PQ indexes), FACTOR·k candidates are re-ranked by their exact distances."""
     k = max(1, min(int(k), max(index.ntotal, 1)))
-    return index.search(np.ascontiguousarray(queries, np.float32), k)
+    queries = np.ascontiguousarray(queries, np.float32)
+    if exact is None:
+        return index.search(queries, k)
+    _, ids = index.search(queries, min(k * FACTOR, max(index.ntotal, 1)))
+    return exact.rerank(queries, ids, k)
 
 
-def tune_nprobe(index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarray, target: float = TARGET_RECALL) -> tuple[int, float]:
-    """Smallest power-of-two nprobe whose recall@10 against ``ground_truth`` reaches ``target``."""
+def tune_nprobe(index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarray, target: float = TARGET_RECALL,
+                exact: Vectors | None = None) -> tuple[int, float]:
+    """Smallest power-of-two nprobe whose recall@10 (after re-ranking, if any) against
+    ``ground_truth`` reaches ``target``."""
     ivf = faiss.extract_index_ivf(index)
     k = ground_truth.shape[1]
     nprobe, recall = 1, 0.0
     while True:
         ivf.nprobe = nprobe
-        _, found = index.search(np.ascontiguousarray(queries, np.float32), k)
+        _, found = search(index, queries, k, exact)
         recall = float(np.mean([len(np.intersect1d(f, g[g >= 0])) / max(1, (g >= 0).sum()) for f, g in zip(found, ground_truth)]))
         if recall >= target or nprobe >= ivf.nlist:
             return nprobe, recall

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import index as faiss_index
-from . import store
+from . import rerank, store
 from .calibration import Calibration
 from .encoder import Encoder
 from .images import ImageInput
@@ -53,6 +53,13 @@ class Index:
             self.calibration = Calibration.load(version.file("calibration"))
         except (ValueError, OSError) as e:
             raise store.IndexError_(str(e)) from None
+        self.exact = None  # re-ranking rows of a PQ index (rerank.py)
+        if "rerank" in self.manifest["files"]:
+            self._check_size("rerank")
+            try:
+                self.exact = rerank.Vectors(version.file("rerank"))
+            except (ValueError, OSError) as e:
+                raise store.IndexError_(f"{version.file('rerank')}: damaged re-ranking vectors ({e})") from None
         self._metadata_path = version.file("metadata")
         if not self._metadata_path.is_file():
             raise store.IndexError_(f"{self._metadata_path}: metadata file is missing")
@@ -103,7 +110,7 @@ class Index:
         if vectors.shape[1] != self.dim:
             raise ValueError(f"query vectors have dimension {vectors.shape[1]}, the index {self.dim}")
         _check_k(k, min_similarity)
-        dist, ids = faiss_index.search(self.faiss, vectors, k)
+        dist, ids = faiss_index.search(self.faiss, vectors, k, self.exact)
         sim = self.calibration.percent(dist)
         keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
         paths = self._paths(ids[keep])

@@ -159,7 +159,7 @@ def writer_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-VERSIONED = re.compile(r"(encoder|index|metadata|calibration|skipped)\.\d{6}\.(npz|faiss|parquet|json)")
+VERSIONED = re.compile(r"(encoder|index|metadata|calibration|skipped|rerank)\.\d{6}\.(npz|faiss|parquet|json|npy)")
 
 
 def versioned_name(role: str, version: int, suffix: str) -> str:
