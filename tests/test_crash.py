@@ -26,11 +26,11 @@ def sources(tmp_path_factory, examples):
     return root
 
 
-def test_killed_builds_and_adds_leave_a_sound_index(tmp_path, sources, built):
+def test_killed_builds_adds_and_removes_leave_a_sound_index(tmp_path, sources, built):
     idx = tmp_path / "idx"
     report = kill_trials(sources / "base", sources / "more", idx, built.path, TRIALS)
     assert report.failures == [] and report.trials == TRIALS
-    assert report.killed >= TRIALS // 2, report.killed
+    assert report.killed >= TRIALS // 3, report.killed  # removes are quick: most finish before their kill
     # Resuming: the same command run to the end gives the same index as an uninterrupted build.
     subprocess.run(cli("build", sources / "base", "--index", idx, "--encoder", built.path, "--workers", 0, "--quiet"), check=True)
     clean = vecsearch.build([sources / "base"], tmp_path / "clean", encoder=built.path, workers=0, quiet=True)

@@ -1,6 +1,6 @@
 """Crash and concurrency drills shared by tests/test_crash.py and bench/reliability.py.
 
-``kill_trials`` SIGKILLs `vecsearch build` / `add` processes at random moments and checks the index
+``kill_trials`` SIGKILLs `vecsearch build` / `add` / `remove` processes at random moments and checks the index
 after each; ``concurrent_queries`` runs reader processes while the caller's writer commits.
 """
 from __future__ import annotations
@@ -31,17 +31,19 @@ class KillReport:
 
 
 def kill_trials(base: Path, more: Path, idx: Path, encoder: Path, trials: int, seed: int = 0) -> KillReport:
-    """Alternate build/add runs, each killed after a random part of the time a whole run takes."""
+    """Cycle build, add, remove runs (so every add has files to add), each killed after a random
+    part of the time a whole build takes."""
     rng = np.random.default_rng(seed)
     build = cli("build", base, "--index", idx, "--encoder", encoder, "--workers", 0, "--batch-size", 4, "--quiet")
     add = cli("add", more, "--index", idx, "--workers", 0, "--batch-size", 4, "--quiet")
+    remove = cli("remove", more, "--index", idx, "--quiet")
     t0 = time.time()
     subprocess.run(build, check=True)
     duration = time.time() - t0
     report = KillReport()
     for trial in range(trials):
         before = json.loads((idx / "manifest.json").read_text())["version"]
-        p = subprocess.Popen(add if trial % 2 else build, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = subprocess.Popen((build, add, remove)[trial % 3], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.05, 1.0) * duration)
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
