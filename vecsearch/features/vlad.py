@@ -11,12 +11,9 @@ import numpy as np
 GROUP = 8  # images per inner step: ~8k descriptors × 256 floats = 8 MB
 SMALL = 2_000  # descriptors: about one image
 
-_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
-
-
 def unpack_bits(desc: np.ndarray) -> np.ndarray:
     """Binary descriptors (m, 32) uint8 → (m, 256) float32 of 0/1, the space the vocabulary lives in."""
-    return _BITS[desc].reshape(len(desc), -1)
+    return np.unpackbits(desc, axis=1).astype(np.float32)
 
 
 def nearest_centre(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
