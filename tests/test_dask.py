@@ -23,6 +23,7 @@ def test_build_on_a_cluster_equals_in_process(cluster, tmp_path, photo_dir, buil
     on_cluster = vecsearch.build([photo_dir], tmp_path / "idx", encoder=built.path, scheduler=cluster.scheduler_address, batch_size=3, quiet=True)
     assert on_cluster.metadata()["path"].to_pylist() == built.metadata()["path"].to_pylist()
     assert _results(on_cluster, examples) == _results(built, examples)
+    assert on_cluster.calibration.to_json() == built.calibration.to_json()  # its copies were encoded on the cluster too
 
 
 def test_dask_bag_pipeline_to_parquet_then_index(cluster, tmp_path, photo_dir, built, examples):

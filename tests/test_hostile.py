@@ -1,8 +1,6 @@
 """A corpus of hostile files: every one is indexed correctly or skipped with a clear reason."""
 import os
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 import vecsearch

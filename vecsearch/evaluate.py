@@ -137,10 +137,11 @@ def evaluate_index(data: LabelledSet, index_dir: str | os.PathLike, workers: int
     position = {os.path.abspath(p): i for i, p in enumerate(data.paths)}
     results = index.search_many([data.paths[q] for q in data.queries], k=n)
     order = np.stack([_full_order([position[h.path] for h in hits], n) for hits in results])
-    similarity, relevant = [], []
+    similarity, distance, relevant = [], [], []
     for qi, hits in zip(data.queries, results):
         top = [h for h in hits if position[h.path] != qi][:10]
         similarity += [h.similarity for h in top]
+        distance += [h.distance for h in top]
         relevant += [data.groups[position[h.path]] == data.groups[qi] for h in top]
     table, ece = reliability(np.array(similarity), np.array(relevant))
     report = index.last_build
@@ -148,10 +149,29 @@ def evaluate_index(data: LabelledSet, index_dir: str | os.PathLike, workers: int
         **retrieval_metrics(order, data.groups, data.queries),
         "reliability": table,
         "ECE": ece,
+        "top10": (np.array(distance), np.array(relevant)),
         "indexed": report.indexed,
         "skipped": len(report.skipped),
         "build_seconds": report.seconds,
     }
+
+
+def calibration_spread(index_dir: str | os.PathLike, top10: tuple[np.ndarray, np.ndarray], seeds: Sequence[int] = range(1, 6),
+                       workers: int | None = None) -> list[float]:
+    """ECE of the same hits (``top10`` = distances, relevant) under calibrations refitted on other
+    random draws of sources and edits (the build used seed 0): how much the stated percentages
+    depend on which images the calibration happened to draw."""
+    from . import builder
+    from . import index as faiss_index
+    from .search import open_index
+
+    ix = open_index(index_dir)
+    meta = ix.metadata()
+    items = list(zip(meta["id"].to_pylist(), meta["path"].to_pylist()))
+    full = faiss_index.load(ix.version.file("index"), mmap=False)
+    distance, relevant = top10
+    return [reliability(builder.fit_calibration(ix.encoder, full, items, True, seed=s, workers=workers, exact=ix.exact).percent(distance), relevant)[1]
+            for s in seeds]
 
 
 def phash_bits(paths: Sequence[str]) -> np.ndarray:
