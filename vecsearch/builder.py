@@ -249,6 +249,11 @@ def fill_index(files: Sequence[Path], ids_of: dict[str, int], d: int, memory_bud
     return index, spec, meta, exact
 
 
+def _copies_per_source(sources: int) -> int:
+    """Edited copies per calibration source: enough for about 100 positives, 1 to 10 each."""
+    return max(1, min(10, -(-100 // max(1, sources))))
+
+
 def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], quiet: bool, seed: int = 0,
                     workers: int | None = 0, scheduler=None, exact: rerank.Vectors | None = None) -> calib.Calibration:
     """Query the index with edited copies of sampled indexed images and fit distance → probability.
@@ -260,8 +265,7 @@ def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], q
     stand in as sources.
     """
     order = np.random.default_rng(seed).permutation(len(items))[: 5 * CALIBRATION_SAMPLE]
-    copies = max(1, min(10, -(-100 // max(1, min(len(items), CALIBRATION_SAMPLE)))))
-    work = functools.partial(encode_copies, copies=copies, seed=seed)
+    work = functools.partial(encode_copies, copies=_copies_per_source(min(len(items), CALIBRATION_SAMPLE)), seed=seed)
     ids: list[int] = []
     edited: list[np.ndarray] = []
     tried = 0
@@ -281,7 +285,7 @@ def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], q
     if len(ids) < 10:
         examples = example_images()
         v_orig = np.vstack([v_orig, encoder.encode(examples)])
-        edited += encode_copies(encoder, examples, copies, seed)
+        edited += encode_copies(encoder, examples, _copies_per_source(len(ids) + len(examples)), seed)
         ids += [-1] * len(examples)
     owner = np.repeat(np.arange(len(ids)), [len(v) for v in edited])
     v_edit = np.vstack(edited)

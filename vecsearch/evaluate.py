@@ -4,6 +4,7 @@ Protocols follow each set's SOURCE.md: every image (or those in queries.csv) que
 mAP, recall@1 and precision@10 exclude the query itself, the UKBench N-S score counts it (top 4).
 ``evaluate_index`` measures the engine as users get it (a real build, ``Index.search_many``, the
 calibrated %); ``baseline_metrics`` gives what a user would otherwise pick (pHash, a colour histogram).
+Needs the ``bench`` extra (scikit-learn's average precision, imagehash): ``pip install -e ".[bench]"``.
 """
 from __future__ import annotations
 
