@@ -8,8 +8,10 @@ rows of its candidates.
 """
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
+
 import numpy as np
 
 FACTOR = 8  # candidates fetched from the PQ index per hit wanted
@@ -21,9 +23,18 @@ class Vectors:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.rows = np.load(self.path, mmap_mode="r")
-        if self.rows.ndim != 2 or self.rows.dtype != DTYPE:
-            raise ValueError(f"{self.path}: not a re-ranking vectors file ({self.rows.dtype}, shape {self.rows.shape})")
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            shape, fortran, dtype = read_header(f) if read_header else ((), False, None)
+            if len(shape) != 2 or fortran or dtype != DTYPE:
+                raise ValueError(f"{self.path}: not a re-ranking vectors file ({dtype}, shape {shape})")
+            offset = f.tell()
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # A query reads a few rows at random: no read-around on a cold file (the page cache still
+        # maps whole large folios, so RSS grows by up to ~2 MB per row touched; those pages are shared).
+        self._map.madvise(mmap.MADV_RANDOM)
+        self.rows = np.frombuffer(self._map, DTYPE, shape[0] * shape[1], offset).reshape(shape)
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         """float32 rows of ``ids`` (all ≥ 0), read in id order so the disk is read forwards."""
