@@ -44,6 +44,7 @@ METADATA_SCHEMA = pa.schema(
 )
 SKIPPED_SCHEMA = pa.schema([("path", pa.string()), ("reason", pa.string())])
 ROW_GROUP = 8_192  # a query reads whole row groups of metadata: keep them small
+SLICED_RUNS = 100  # rows looked up by slicing up to this many runs, by Table.take above
 
 
 class IndexError_(RuntimeError):
@@ -226,8 +227,10 @@ def read_metadata_rows(path: Path, ids: np.ndarray, columns: list[str] | None = 
     have = table["id"].to_numpy()
     pos = np.minimum(np.searchsorted(have, wanted), max(len(have) - 1, 0))
     found = pos[have[pos] == wanted] if len(have) else pos[:0]
-    # Zero-copy slices of runs of consecutive rows, not Table.take: that imports pyarrow.compute,
-    # 100 ms of a one-image query process.
+    # A few runs of consecutive rows (a query's hits): zero-copy slices, because Table.take imports
+    # pyarrow.compute, 100 ms of a one-image query process. Many (a batch): take.
     starts = np.flatnonzero(np.r_[True, np.diff(found) != 1]) if len(found) else found
+    if len(starts) > SLICED_RUNS:
+        return table.take(pa.array(found))
     ends = np.r_[starts[1:], len(found)]
     return pa.concat_tables([table.slice(int(found[a]), int(b - a)) for a, b in zip(starts, ends)] or [table.slice(0, 0)])
