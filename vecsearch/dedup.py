@@ -50,7 +50,9 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    vectors = lambda some: faiss_index.reconstruct(full, some, index.exact)  # noqa: E731
+    def vectors(some: np.ndarray) -> np.ndarray:
+        return faiss_index.reconstruct(full, some, index.exact)
+
     pos = {int(i): n for n, i in enumerate(ids)}
     rows, cols = [], []
     for start in range(0, len(ids), BATCH):
