@@ -33,7 +33,7 @@ def test_compressed_indexes_take_ids_and_reach_their_recall(budget, codes, tmp_p
     assert recall > (0.9 if codes == "SQ8" else 0.5)
     stored = vi.reconstruct(index, [10 + 5, 10 + 7])  # decoded codes: near the vectors, not equal
     assert stored.shape == (2, 64) and 0 < np.abs(stored - x[[5, 7]]).max() < (0.05 if codes == "SQ8" else 1.0)
-    assert spec.rerank == (codes == "PQ")
+    assert bool(spec.rerank) == (codes == "PQ")
     if spec.rerank:  # PQ ranking is what limits its recall (nprobe went up to nlist): re-ranking lifts it
         rows = rerank.create(tmp_path / "r.npy", len(x) + 10, 64)
         rows[np.arange(len(x)) + 10] = x

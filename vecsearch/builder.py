@@ -245,6 +245,8 @@ def fill_index(files: Sequence[Path], ids_of: dict[str, int], d: int, memory_bud
         truth = np.where(positions >= 0, order[np.maximum(positions, 0)], -1)
         spec.nprobe, spec.recall_at_10 = faiss_index.tune_nprobe(index, queries, truth, exact=exact)
         faiss_index.set_nprobe(index, spec.nprobe)
+        if exact is not None:
+            spec.rerank = exact.factor
     spec.trained_on = n
     return index, spec, meta, exact
 
@@ -526,7 +528,7 @@ def add(
         skipped = [(p, r) for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist()) if p not in retried] + skipped
         spec = faiss_index.IndexSpec(**previous.manifest["index"])
         cal = calib.Calibration.load(previous.file("calibration"))
-        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, rerank.Vectors(rerank_file) if rerank_file else None)
+        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, rerank.Vectors(rerank_file, spec.rerank) if rerank_file else None)
         if work:
             work.remove()
     return _open(root, BuildReport(len(new_meta), skipped, time.time() - t0))

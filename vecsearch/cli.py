@@ -271,7 +271,6 @@ def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table
         skipped: list the files that could not be indexed, with the reason for each.
         format: table (default), json or csv (csv only with --skipped).
     """
-    from . import rerank
     from .search import open_index
 
     _check_format(format)
@@ -293,7 +292,7 @@ def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table
         ("skipped", f"{data['skipped']} (list them with --skipped)" if data["skipped"] else 0),
         ("dimension", data["dimension"]),
         ("faiss index", f"{ix.get('factory')} (exact)" if ix.get("nlist") == 1 else
-         f"{ix.get('factory')}, nprobe {ix.get('nprobe')}" + (f", re-ranked: {rerank.FACTOR}x candidates by exact distance" if ix.get("rerank") else "")),
+         f"{ix.get('factory')}, nprobe {ix.get('nprobe')}" + (f", re-ranked: {ix['rerank']}x candidates by exact distance" if ix.get("rerank") else "")),
         ("recall@10", f"{recall:.3f} vs exact search" if recall is not None else "not measured"),
         ("encoder", f"{enc.get('fingerprint')}: {json.dumps(enc.get('config'))}"),
         ("calibration", f"{data['calibration'].get('positives')} edited copies vs {data['calibration'].get('negatives')} non-matching hits"),

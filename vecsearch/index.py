@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 import faiss
 import numpy as np
 
-from .rerank import FACTOR, Vectors
+from .rerank import FACTORS, Vectors
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class IndexSpec:
     recall_at_10: float | None = None
     memory_budget: int | None = None
     trained_on: int = 0  # vectors in the index when it was trained (retraining pays off far above)
-    rerank: bool = False  # PQ: candidates re-ranked by exact distance (vectors file, see rerank.py)
+    rerank: int = 0  # PQ: candidates fetched per hit and re-ranked by exact distance (rerank.py); 0: none
 
     @property
     def exact(self) -> bool:
@@ -87,7 +87,7 @@ def choose(n: int, d: int, memory_budget: int | None = None) -> IndexSpec:
         codes = "SQ8"
     else:
         codes = _pq_codes(d, n, memory_budget)
-    return IndexSpec(f"IVF{nlist},{codes}", nlist, memory_budget=memory_budget, rerank=codes.startswith("PQ"))
+    return IndexSpec(f"IVF{nlist},{codes}", nlist, memory_budget=memory_budget, rerank=FACTORS[0] if codes.startswith("PQ") else 0)
 
 
 def train_size(spec: IndexSpec) -> int:
@@ -156,19 +156,30 @@ def reconstruct(index: faiss.Index, ids: Sequence[int], exact: Vectors | None = 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int, exact: Vectors | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(distances, ids), both (q, k); missing hits have id -1. Distances are squared L2. With
-    ``exact`` (PQ indexes), FACTOR·k candidates are re-ranked by their exact distances."""
+    ``exact`` (PQ indexes), exact.factor·k candidates are re-ranked by their exact distances."""
     k = max(1, min(int(k), max(index.ntotal, 1)))
     queries = np.ascontiguousarray(queries, np.float32)
     if exact is None:
         return index.search(queries, k)
-    _, ids = index.search(queries, min(k * FACTOR, max(index.ntotal, 1)))
+    _, ids = index.search(queries, min(k * exact.factor, max(index.ntotal, 1)))
     return exact.rerank(queries, ids, k)
 
 
 def tune_nprobe(index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarray, target: float = TARGET_RECALL,
                 exact: Vectors | None = None) -> tuple[int, float]:
     """Smallest power-of-two nprobe whose recall@10 (after re-ranking, if any) against
-    ``ground_truth`` reaches ``target``."""
+    ``ground_truth`` reaches ``target``. With ``exact``, ``exact.factor`` is raised (FACTORS) while
+    even a scan of every list falls short: then the PQ ranking, not the probing, is what misses."""
+    for factor in FACTORS if exact is not None else (None,):
+        if exact is not None:
+            exact.factor = factor
+        nprobe, recall = _tune_nprobe(index, queries, ground_truth, target, exact)
+        if recall >= target:
+            break
+    return nprobe, recall
+
+
+def _tune_nprobe(index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarray, target: float, exact: Vectors | None) -> tuple[int, float]:
     ivf = faiss.extract_index_ivf(index)
     k = ground_truth.shape[1]
     nprobe, recall = 1, 0.0

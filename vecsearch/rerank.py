@@ -1,8 +1,8 @@
 """Re-ranking for PQ indexes: exact distances from a float16 copy of the vectors, memory-mapped.
 
 PQ codes make an index small enough for the memory budget, but their distances are coarse, so a
-PQ search fetches ``FACTOR`` times the hits wanted and orders them by their distance to the real
-vectors. FAISS's refine indexes would keep those vectors in RAM (defeating the budget) and do not
+PQ search fetches ``factor`` times the hits wanted (8, raised at build time where the collection
+needs more to reach the target recall) and orders them by their distance to the real vectors. FAISS's refine indexes would keep those vectors in RAM (defeating the budget) and do not
 take our ids; here they live in a ``.npy`` file with one row per id, and a query touches only the
 rows of its candidates.
 """
@@ -13,15 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-FACTOR = 8  # candidates fetched from the PQ index per hit wanted
+FACTORS = (8, 16, 32, 64)  # candidates fetched from the PQ index per hit wanted, tried in this order
 DTYPE = np.float16  # half the disk of float32; distances move by ~1e-3 of a unit vector's
 
 
 class Vectors:
     """The re-ranking rows of one index version (read-only, memory-mapped)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, factor: int = FACTORS[0]):
         self.path = Path(path)
+        self.factor = factor
         self.rows = np.load(self.path, mmap_mode="r")
         if self.rows.ndim != 2 or self.rows.dtype != DTYPE:
             raise ValueError(f"{self.path}: not a re-ranking vectors file ({self.rows.dtype}, shape {self.rows.shape})")

@@ -57,7 +57,7 @@ class Index:
         if "rerank" in self.manifest["files"]:
             self._check_size("rerank")
             try:
-                self.exact = rerank.Vectors(version.file("rerank"))
+                self.exact = rerank.Vectors(version.file("rerank"), max(int(self.manifest["index"].get("rerank") or 0), rerank.FACTORS[0]))
             except (ValueError, OSError) as e:
                 raise store.IndexError_(f"{version.file('rerank')}: damaged re-ranking vectors ({e})") from None
         self._metadata_path = version.file("metadata")
