@@ -57,7 +57,7 @@ def build(*sources: str, index: str = DEFAULT_INDEX, vectors: str | None = None,
         workers: processes that encode images; 0 = in this process; default: one per core.
         scheduler: address of a Dask scheduler (tcp://host:8786) to encode on a cluster instead.
         batch_size: images per task; each finished batch is saved, so a restart loses at most these.
-        memory_budget: memory the index may take, like 4G; above it vectors are compressed (SQ8, PQ).
+        memory_budget: memory the index may take, like 4G; above it vectors are compressed (SQ8, or PQ re-ranked from a float16 copy of the vectors on disk).
         encoder: use this trained encoder (from `vecsearch train`, or another index's directory).
         retrain: train a new encoder on this collection even if the index already has one.
         quiet: no progress bars or summary.
