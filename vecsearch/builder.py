@@ -310,12 +310,12 @@ def _next_file(root: Path, previous: store.Version | None, role: str, suffix: st
 
 
 def commit_version(root: Path, previous: store.Version | None, encoder: Encoder, faiss_idx, spec: faiss_index.IndexSpec,
-                   meta: pa.Table, cal: calib.Calibration, skipped: list[tuple[str, str]], exact: rerank.Vectors | None = None,
+                   meta: pa.Table, cal: calib.Calibration, skipped: list[tuple[str, str]], rerank_file: Path | None = None,
                    **extra) -> store.Version:
     """Write the files of a new version under versioned names and switch the manifest to them.
 
     The encoder file of the previous version is reused when the encoder did not change; the
-    re-ranking vectors (``exact``, already written) are whichever file they are in.
+    re-ranking vectors of a PQ index are in ``rerank_file``, already written (or the previous one's).
     """
     v = previous.number + 1 if previous else 1
     name = lambda role, suffix: _next_file(root, previous, role, suffix)  # noqa: E731
@@ -326,7 +326,7 @@ def commit_version(root: Path, previous: store.Version | None, encoder: Encoder,
         "metadata": name("metadata", ".parquet"),
         "calibration": name("calibration", ".json"),
         "skipped": name("skipped", ".parquet"),
-        **({"rerank": exact.path} if exact is not None else {}),
+        **({"rerank": rerank_file} if rerank_file is not None else {}),
     }
     faiss_index.save(faiss_idx, files["index"])
     store.write_parquet(meta, files["metadata"])
@@ -452,7 +452,7 @@ def build(
         cal = fit_calibration(enc, faiss_idx, list(zip(meta["id"].to_pylist(), meta["path"].to_pylist())), quiet,
                               workers=workers, scheduler=scheduler, exact=exact)
         trained = previous.manifest.get("encoder_trained_on") if previous and enc.fingerprint() == previous.manifest["encoder"]["fingerprint"] else None
-        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, exact, encoder_trained_on=trained or len(paths))
+        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, exact.path if exact else None, encoder_trained_on=trained or len(paths))
         if work:
             work.remove()
     return _open(root, BuildReport(len(meta), skipped, time.time() - t0))
@@ -528,7 +528,7 @@ def add(
         skipped = [(p, r) for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist()) if p not in retried] + skipped
         spec = faiss_index.IndexSpec(**previous.manifest["index"])
         cal = calib.Calibration.load(previous.file("calibration"))
-        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, rerank.Vectors(rerank_file, spec.rerank) if rerank_file else None)
+        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, rerank_file)
         if work:
             work.remove()
     return _open(root, BuildReport(len(new_meta), skipped, time.time() - t0))
@@ -560,5 +560,5 @@ def remove(paths: Sequence[str | os.PathLike] | str | os.PathLike | None, index:
                    if p not in exact and not (prefixes and p.startswith(prefixes))]
         commit_version(root, previous, Encoder.load(previous.file("encoder")), faiss_idx, faiss_index.IndexSpec(**previous.manifest["index"]),
                        meta, calib.Calibration.load(previous.file("calibration")), skipped,
-                       rerank.Vectors(previous.file("rerank")) if "rerank" in previous.manifest["files"] else None)
+                       previous.file("rerank") if "rerank" in previous.manifest["files"] else None)
     return len(gone)
