@@ -103,3 +103,15 @@ def test_pq_index_reranks_exactly_through_add_and_remove(tmp_path, examples, enc
     assert shrunk.manifest["files"]["rerank"] == grown.manifest["files"]["rerank"]  # unchanged rows: the same file
     assert examples[3] not in [h.path for h in shrunk.search(examples[3], k=5)]
     assert check(root) == []
+
+
+def test_an_open_index_still_answers_after_its_files_are_deleted(grown, examples):
+    """A reader that opened version 1 keeps answering after two commits have deleted version 1's files."""
+    src, index = grown
+    shutil.copy(examples[6], src)
+    vecsearch.add([src], index.path, workers=0, quiet=True)
+    vecsearch.remove([str(src / os.path.basename(examples[6]))], index.path, quiet=True)
+    assert not (index.path / "metadata.000001.parquet").exists()
+    hits = index.search(examples[0], k=3)
+    assert hits[0].path == str(src / os.path.basename(examples[0])) and hits[0].similarity > 99
+    assert len(index.metadata()) == 5

@@ -60,9 +60,10 @@ class Index:
                 self.exact = rerank.Vectors(version.file("rerank"), max(int(self.manifest["index"].get("rerank") or 0), rerank.FACTORS[0]))
             except (ValueError, OSError) as e:
                 raise store.IndexError_(f"{version.file('rerank')}: damaged re-ranking vectors ({e})") from None
-        self._metadata_path = version.file("metadata")
-        if not self._metadata_path.is_file():
-            raise store.IndexError_(f"{self._metadata_path}: metadata file is missing")
+        metadata_path = version.file("metadata")
+        if not metadata_path.is_file():
+            raise store.IndexError_(f"{metadata_path}: metadata file is missing")
+        self._metadata = store.open_metadata(metadata_path)  # open now: a later commit may delete the file
         if self.faiss.d != self.encoder.dim:
             raise store.IndexError_(f"{version.file('index')}: dimension {self.faiss.d} does not match the encoder's {self.encoder.dim}")
 
@@ -123,14 +124,14 @@ class Index:
     def _paths(self, ids: np.ndarray) -> dict[int, str]:
         if not len(ids):
             return {}
-        t = store.read_metadata_rows(self._metadata_path, ids, ["id", "path"])
+        t = store.read_metadata_rows(self._metadata, ids, ["id", "path"])
         return dict(zip(t["id"].to_pylist(), t["path"].to_pylist()))
 
     def metadata(self, ids: Sequence[int] | None = None) -> pa.Table:
         """Metadata rows (all, or those of ``ids``) as an Arrow table."""
         if ids is None:
-            return store.read_metadata(self._metadata_path)
-        return store.read_metadata_rows(self._metadata_path, np.asarray(ids))
+            return store.read_metadata(self._metadata)
+        return store.read_metadata_rows(self._metadata, np.asarray(ids))
 
     def skipped(self) -> pa.Table:
         """Files the builds could not index, with the reason for each."""

@@ -200,20 +200,27 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def read_metadata(path: Path) -> pa.Table:
-    """The whole metadata table, in METADATA_SCHEMA's types (Parquet stores seconds as ms)."""
+def open_metadata(path: Path) -> pq.ParquetFile:
+    """The metadata file, opened (memory-mapped): it stays readable after a later commit deletes it,
+    so a reader that opened a version can look up its rows however many commits follow."""
     try:
-        return pq.read_table(path).cast(METADATA_SCHEMA)
-    except (OSError, pa.ArrowInvalid, ValueError) as e:
-        raise IndexError_(f"{path}: cannot read metadata ({e})") from None
-
-
-def read_metadata_rows(path: Path, ids: np.ndarray, columns: list[str] | None = None) -> pa.Table:
-    """Only the rows with the given ids (in id order), reading only the row groups that can hold them."""
-    try:
-        f = pq.ParquetFile(path, memory_map=True)
+        return pq.ParquetFile(path, memory_map=True)
     except (OSError, pa.ArrowInvalid) as e:
         raise IndexError_(f"{path}: cannot read metadata ({e})") from None
+
+
+def read_metadata(source: Path | pq.ParquetFile) -> pa.Table:
+    """The whole metadata table, in METADATA_SCHEMA's types (Parquet stores seconds as ms)."""
+    f = source if isinstance(source, pq.ParquetFile) else open_metadata(source)
+    try:
+        return f.read().cast(METADATA_SCHEMA)
+    except (OSError, pa.ArrowInvalid, ValueError) as e:
+        raise IndexError_(f"{source if isinstance(source, Path) else 'metadata'}: cannot read metadata ({e})") from None
+
+
+def read_metadata_rows(source: Path | pq.ParquetFile, ids: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+    """Only the rows with the given ids (in id order), reading only the row groups that can hold them."""
+    f = source if isinstance(source, pq.ParquetFile) else open_metadata(source)
     wanted = np.sort(np.asarray(ids, np.int64).ravel())
     wanted = wanted[np.r_[True, wanted[1:] != wanted[:-1]]] if len(wanted) else wanted
     col = f.schema_arrow.get_field_index("id")
