@@ -56,9 +56,24 @@ def _lbp(grey: np.ndarray) -> np.ndarray:
     h, w = grey.shape
     c = grey[1:-1, 1:-1]
     code = np.zeros(c.shape, np.uint8)
+    if code.size == 0:  # OpenCV crashes on empty arrays
+        return code
     for bit, (dy, dx) in enumerate(_LBP_OFFSETS):
-        code |= (grey[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] >= c).view(np.uint8) << np.uint8(bit)
+        # cv2.compare (255 or 0) is 3x faster than numpy's >=; numpy does the rest, because
+        # OpenCV would take a 1×1 array for a scalar.
+        code |= cv2.compare(grey[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx], c, cv2.CMP_GE) & np.uint8(1 << bit)
     return _LBP_LUT[code]
+
+
+def _cell_counts(g: int, codes: np.ndarray, bins: int) -> np.ndarray:
+    """Like ``_grid`` for a count histogram of small codes, but one bincount over cell·bins + code."""
+    h, w = codes.shape
+    if min(h, w) < g:  # _grid gives empty cells a pixel of their neighbour
+        return _grid(g, lambda c: np.bincount(c.ravel(), minlength=bins), codes)
+    ys, xs = (np.linspace(0, n, g + 1).round().astype(int) for n in (h, w))
+    cell = np.repeat(np.arange(g, dtype=np.uint8), np.diff(ys))[:, None] * np.uint8(g) + np.repeat(np.arange(g, dtype=np.uint8), np.diff(xs))[None, :]
+    counts = np.bincount((cell * np.uint8(bins) + codes).ravel(), minlength=g * g * bins).reshape(g * g, bins)
+    return np.concatenate([_norm_sqrt(c) for c in counts]) / np.float32(g)
 
 
 def _edge_hist(grey: np.ndarray, g: int, flat: float = 20.0) -> np.ndarray:
@@ -89,6 +104,6 @@ def colour_histogram(
         parts.append(grid_weight * _grid(grid, lambda c: _hsv_hist(c, grid_bins), hsv))
     if texture_weight > 0:
         grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        parts.append(texture_weight * _grid(2, lambda c: np.bincount(c.ravel(), minlength=59), _lbp(grey)))
+        parts.append(texture_weight * _cell_counts(2, _lbp(grey), 59))
         parts.append(texture_weight * _edge_hist(grey, 3))
     return np.concatenate(parts).astype(np.float32)
