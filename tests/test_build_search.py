@@ -59,13 +59,15 @@ def test_resume_after_interruption_gives_the_same_index(tmp_path, photo_dir, enc
     paths, _ = vb.scan([photo_dir], quiet=True)
     work = vb.WorkDir(root, vb._key("build", paths, encoder.fingerprint()))
     encoder.save(work.encoder_path)
-    first = encoder.encode_files(paths[:3])
-    work.write_chunk(0, vt.table(first, encoder))
+    first = encoder.encode_files(paths[:3], vb.copy_plan(len(paths)))
+    work.write_chunk(0, vb._chunk(first, encoder))
     resumed = vecsearch.build([photo_dir], root, encoder=encoder, workers=0, batch_size=3, quiet=True)
     straight = vecsearch.build([photo_dir], tmp_path / "idx2", encoder=encoder, workers=0, batch_size=3, quiet=True)
     assert not (root / store.WORK).exists()
     a, b = resumed.metadata(), straight.metadata()
     assert a["id"].to_pylist() == b["id"].to_pylist() and a["path"].to_pylist() == b["path"].to_pylist()
+    # The calibration copies made before the interruption were kept with their chunk.
+    assert resumed.calibration.to_json() == straight.calibration.to_json()
     q = encoder.encode(paths)
     assert [h.id for h in resumed.search_vectors(q, 3)[5]] == [h.id for h in straight.search_vectors(q, 3)[5]]
 
@@ -94,6 +96,23 @@ def test_parallel_build_equals_in_process_build(tmp_path, photo_dir, encoder):
     assert da == db
     # Calibration copies are encoded on the pool too: their edits depend on the path, not the worker.
     assert a.calibration.to_json() == b.calibration.to_json()
+
+
+def test_calibration_copies_made_while_encoding_equal_those_made_later(tmp_path, photo_dir, encoder):
+    """A build makes its calibration copies from the pixels it decodes anyway; a refit (or a build
+    from vectors) makes them from the files on the executor. Both must be the same copies."""
+    from vecsearch.edits import CopyPlan, encode_copies
+
+    paths, _ = vb.scan([photo_dir], quiet=True)
+    plan = CopyPlan(rate=0.5, copies=3, seed=7)
+    made = encoder.encode_files(paths, plan).copies
+    assert 0 < len(made) < len(paths) and set(made) == {p for p in paths if plan.wants(p)}
+    later = encode_copies(encoder, list(made), copies=3, seed=7)
+    for (path, vectors), again in zip(made.items(), later):
+        assert vectors.shape == (3, encoder.dim)
+        np.testing.assert_allclose(vectors, again, atol=1e-6, err_msg=path)
+    # Different seeds pick different sources: a refit with another seed is another sample.
+    assert {p for p in paths if CopyPlan(0.5, 3, seed=8).wants(p)} != set(made)
 
 
 def test_tiny_collection_trains_its_own_encoder(tmp_path, examples):

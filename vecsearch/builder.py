@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -28,15 +29,16 @@ from . import calibration as calib
 from . import executors, rerank, store
 from . import images as imgs
 from . import index as faiss_index
-from .edits import encode_copies
+from .edits import CopyPlan, encode_copies
 from . import vectors as vt
-from .encoder import Encoder, EncoderConfig, example_images
+from .encoder import EncodedFiles, Encoder, EncoderConfig, example_images
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_SAMPLE = 200
 CALIBRATION_K = 10
 COPY_BATCH = 8  # calibration sources per executor task
+COPIES = "calibration_copies"  # build chunks' column of the copies made while encoding
 #: A hit closer to a source than this quantile of its edited copies counts as a copy too, not as a
 #: non-match (chosen on UKBench/Holidays reliability: 0.5 → ECE 0.13/0.04, 0.8 → 0.05/0.03).
 EXCLUDE_QUANTILE = 0.8
@@ -116,17 +118,46 @@ def _batches(paths: Sequence[str], done: set[str], batch_size: int, first: int) 
         yield first + i // batch_size, pending[i : i + batch_size]
 
 
-def encode_to_chunks(work: WorkDir, encoder: Encoder, paths: Sequence[str], *, workers: int | None, scheduler: str | None, batch_size: int, quiet: bool) -> None:
-    """Encode every path not yet in a finished chunk, writing one chunk per batch as it completes."""
+def encode_to_chunks(work: WorkDir, encoder: Encoder, paths: Sequence[str], *, workers: int | None, scheduler: str | None, batch_size: int, quiet: bool,
+                     copies: CopyPlan | None = None) -> None:
+    """Encode every path not yet in a finished chunk, writing one chunk per batch as it completes
+    (with the calibration copies ``copies`` asks for)."""
     done = work.done_paths()
     first = len(work.chunks()) and max(int(c.stem.split("-")[1]) for c in work.chunks()) + 1
     todo = sum(1 for p in paths if p not in done)
     with progress(len(paths), "encode", quiet) as bar:
         bar.update(len(paths) - todo)
         tasks = _batches(paths, done, batch_size, first)
-        for number, result in executors.encode(encoder, tasks, workers, scheduler):
-            work.write_chunk(number, vt.table(result, encoder))
+        for number, result in executors.encode(encoder, tasks, workers, scheduler, copies):
+            work.write_chunk(number, _chunk(result, encoder))
             bar.update(len(result.infos) + len(result.failures))
+
+
+def _chunk(result: EncodedFiles, encoder: Encoder) -> pa.Table:
+    """A batch's vector table, plus its calibration copies (a list of vectors, null for most rows)."""
+    t = vt.table(result, encoder)
+    if not result.copies:
+        return t
+    made = [result.copies.get(p) for p in t["path"].to_pylist()]
+    offsets = np.r_[0, np.cumsum([0 if m is None else len(m) for m in made])].astype(np.int32)
+    flat = np.concatenate([m for m in made if m is not None]).astype(np.float32).ravel()
+    values = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), encoder.dim)
+    return t.append_column(COPIES, pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array([m is None for m in made])))
+
+
+def _made_copies(files: Sequence[Path], ids_of: dict[str, int]) -> dict[int, np.ndarray]:
+    """id → vectors of the calibration copies that the encode stage made, from its chunks."""
+    out: dict[int, np.ndarray] = {}
+    for f in files:
+        pf = pq.ParquetFile(f)
+        if COPIES not in pf.schema_arrow.names:
+            continue
+        t = pf.read(columns=["path", COPIES])
+        col = t[COPIES].combine_chunks()
+        for i in np.flatnonzero(col.is_valid().to_numpy(zero_copy_only=False)):
+            copies = col[int(i)].values
+            out[ids_of[t["path"][int(i)].as_py()]] = copies.flatten().to_numpy().reshape(len(copies), -1)
+    return out
 
 
 class NoImagesError(ValueError):
@@ -256,33 +287,44 @@ def _copies_per_source(sources: int) -> int:
     return max(1, min(10, -(-100 // max(1, sources))))
 
 
+def copy_plan(n_paths: int, seed: int = 0) -> CopyPlan:
+    """The calibration sources a build of ``n_paths`` files picks while encoding: about
+    CALIBRATION_SAMPLE of them."""
+    return CopyPlan(CALIBRATION_SAMPLE / max(1, n_paths), _copies_per_source(min(n_paths, CALIBRATION_SAMPLE)), seed)
+
+
 def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], quiet: bool, seed: int = 0,
-                    workers: int | None = 0, scheduler=None, exact: rerank.Vectors | None = None) -> calib.Calibration:
+                    workers: int | None = 0, scheduler=None, exact: rerank.Vectors | None = None,
+                    copies: dict[int, np.ndarray] | None = None) -> calib.Calibration:
     """Query the index with edited copies of sampled indexed images and fit distance → probability.
 
     ``items`` are (id, path) of indexed images. The source of a copy is a true match; the other top
-    hits are not, unless closer to the source than most of its edited copies. The copies are encoded
-    on the executor; the sources' vectors come from the index. Where the sampled images cannot be
-    read from here (vectors made on another machine), the example photos shipped with vecsearch
-    stand in as sources.
+    hits are not, unless closer to the source than most of its edited copies. ``copies`` (id →
+    vectors) are the copies the encode stage made; when fewer than half of CALIBRATION_SAMPLE come
+    that way, random indexed images are added, their copies encoded on the executor. The sources'
+    vectors come from the index. Where the images cannot be read from here (vectors made on
+    another machine), the example photos shipped with vecsearch stand in as sources.
     """
-    order = np.random.default_rng(seed).permutation(len(items))[: 5 * CALIBRATION_SAMPLE]
-    work = functools.partial(encode_copies, copies=_copies_per_source(min(len(items), CALIBRATION_SAMPLE)), seed=seed)
-    ids: list[int] = []
-    edited: list[np.ndarray] = []
-    tried = 0
-    with progress(CALIBRATION_SAMPLE, "calibrate", quiet) as bar:
-        # Random indexed images until enough can be read here (vectors may come from elsewhere).
-        while len(ids) < CALIBRATION_SAMPLE and tried < len(order):
-            chosen = order[tried : tried + CALIBRATION_SAMPLE - len(ids)]
-            tried += len(chosen)
-            tasks = [(n, [items[i][1] for i in chosen[s : s + COPY_BATCH]]) for n, s in enumerate(range(0, len(chosen), COPY_BATCH))]
-            on = dict(executors.run(work, encoder, tasks, workers if len(tasks) > 1 else 0, scheduler, on_crash=lambda path: [None]))
-            for i, v in zip(chosen, (v for n, _ in tasks for v in on[n])):
-                if v is not None:
-                    ids.append(items[i][0])
-                    edited.append(v)
-                    bar.update(1)
+    ids = sorted(copies or {})
+    edited = [copies[i] for i in ids] if copies else []
+    if len(ids) < CALIBRATION_SAMPLE // 2:
+        have = set(ids)
+        order = list(itertools.islice((i for i in np.random.default_rng(seed).permutation(len(items)) if items[i][0] not in have), 5 * CALIBRATION_SAMPLE))
+        work = functools.partial(encode_copies, copies=_copies_per_source(min(len(items), CALIBRATION_SAMPLE)), seed=seed)
+        tried = 0
+        with progress(CALIBRATION_SAMPLE, "calibrate", quiet) as bar:
+            bar.update(len(ids))
+            # Random indexed images until enough can be read here (vectors may come from elsewhere).
+            while len(ids) < CALIBRATION_SAMPLE and tried < len(order):
+                chosen = order[tried : tried + CALIBRATION_SAMPLE - len(ids)]
+                tried += len(chosen)
+                tasks = [(n, [items[i][1] for i in chosen[s : s + COPY_BATCH]]) for n, s in enumerate(range(0, len(chosen), COPY_BATCH))]
+                on = dict(executors.run(work, encoder, tasks, workers if len(tasks) > 1 else 0, scheduler, on_crash=lambda path: [None]))
+                for i, v in zip(chosen, (v for n, _ in tasks for v in on[n])):
+                    if v is not None:
+                        ids.append(items[i][0])
+                        edited.append(v)
+                        bar.update(1)
     v_orig = faiss_index.reconstruct(index, ids, exact) if ids else np.zeros((0, encoder.dim), np.float32)
     if len(ids) < 10:
         examples = example_images()
@@ -441,7 +483,7 @@ def build(
                 enc = Encoder.load(work.encoder_path) if work.encoder_path.exists() else train_encoder(paths, cfg, quiet, workers, scheduler)
             if not work.encoder_path.exists():
                 enc.save(work.encoder_path)
-            encode_to_chunks(work, enc, paths, workers=workers, scheduler=scheduler, batch_size=batch_size, quiet=quiet)
+            encode_to_chunks(work, enc, paths, workers=workers, scheduler=scheduler, batch_size=batch_size, quiet=quiet, copies=copy_plan(len(paths)))
             files = work.chunks()
             skipped += _skipped_of(files)
         ids_of = {p: i for i, p in enumerate(paths)}
@@ -450,7 +492,7 @@ def build(
             why = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
             raise NoImagesError(f"none of the {len(paths)} files could be read as an image ({why})")
         cal = fit_calibration(enc, faiss_idx, list(zip(meta["id"].to_pylist(), meta["path"].to_pylist())), quiet,
-                              workers=workers, scheduler=scheduler, exact=exact)
+                              workers=workers, scheduler=scheduler, exact=exact, copies=_made_copies(files, ids_of))
         trained = previous.manifest.get("encoder_trained_on") if previous and enc.fingerprint() == previous.manifest["encoder"]["fingerprint"] else None
         commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, exact.path if exact else None, encoder_trained_on=trained or len(paths))
         if work:

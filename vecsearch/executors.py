@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
+from .edits import CopyPlan
 from .encoder import EncodedFiles, Encoder, EncoderConfig, extract_files
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,8 @@ _shared: Any = None
 DIED = (BrokenProcessPool, BrokenPipeError, EOFError)
 
 
-def encode_files(encoder: Encoder, paths: list[str]) -> EncodedFiles:
-    return encoder.encode_files(paths)
+def encode_files(encoder: Encoder, paths: list[str], copies: CopyPlan | None = None) -> EncodedFiles:
+    return encoder.encode_files(paths, copies)
 
 
 def extract(config: EncoderConfig, paths: list[str]):
@@ -78,9 +79,12 @@ def run(work: Work, shared: Any, tasks: Iterable[Task], workers: int | None = No
         yield from _run_pool(work, shared, tasks, workers or default_workers(), on_crash)
 
 
-def encode(encoder: Encoder, tasks: Iterable[Task], workers: int | None = None, scheduler=None) -> Iterator[tuple[int, EncodedFiles]]:
-    """``run`` with the encoder: a file that kills a worker comes back as a failure, not an error."""
-    return run(encode_files, encoder, tasks, workers, scheduler, on_crash=functools.partial(EncodedFiles.crashed, dim=encoder.dim))
+def encode(encoder: Encoder, tasks: Iterable[Task], workers: int | None = None, scheduler=None,
+           copies: CopyPlan | None = None) -> Iterator[tuple[int, EncodedFiles]]:
+    """``run`` with the encoder (and calibration ``copies``, see ``Encoder.encode_files``): a file
+    that kills a worker comes back as a failure, not an error."""
+    return run(functools.partial(encode_files, copies=copies), encoder, tasks, workers, scheduler,
+               on_crash=functools.partial(EncodedFiles.crashed, dim=encoder.dim))
 
 
 def _pool(shared: Any, workers: int) -> ProcessPoolExecutor:
@@ -159,7 +163,7 @@ def _merge(a: Any, b: Any) -> Any:
     if isinstance(a, EncodedFiles):
         import numpy as np
 
-        return EncodedFiles(np.vstack([a.vectors, b.vectors]), a.infos + b.infos, a.failures + b.failures)
+        return EncodedFiles(np.vstack([a.vectors, b.vectors]), a.infos + b.infos, a.failures + b.failures, a.copies | b.copies)
     return a + b
 
 
