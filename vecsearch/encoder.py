@@ -22,12 +22,18 @@ import numpy as np
 from . import images as imgs
 from .edits import CopyPlan, edited_copies
 from .features import colour_histogram, orb_descriptors, vlad
+from .features.colour import SIDE as COLOUR_SIDE
 from .features.vlad import unpack_bits
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 ENCODER_FILE = "encoder.npz"
+
+
+#: Fields added after encoders were first saved, with the value those encoders used: an encoder
+#: file without the field loads with it, and encodes queries exactly as it encoded its index.
+LEGACY = {"colour_side": 256}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class EncoderConfig:
     colour_grid_weight: float = 0.7
     texture_weight: float = 0.7
     colour_pca_dim: int = 128
+    colour_side: int = COLOUR_SIDE  # colour/texture on a copy this large: as good as 256 px, 2x faster (bench/TUNING.md)
     colour_whiten: float = 0.375  # partial whitening of the colour part: +0.04 Holidays mAP
     train_images: int = 1000  # sample size for the vocabulary and the PCA
     seed: int = 1234
@@ -56,7 +63,11 @@ class EncoderConfig:
         return 2 * max(self.pca_dim, self.colour_pca_dim)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        for name, value in LEGACY.items():  # so encoders saved before a field existed keep their fingerprint
+            if fields[name] == value:
+                del fields[name]
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "EncoderConfig":
@@ -65,6 +76,7 @@ class EncoderConfig:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"encoder config has unknown fields {sorted(unknown)} (made by a newer vecsearch?)")
+        raw = {**LEGACY, **raw}
         for k in ("colour_bins", "colour_grid_bins"):
             if k in raw:
                 raw[k] = tuple(raw[k])
@@ -80,7 +92,8 @@ class Features:
 
 
 def extract(pixels: np.ndarray, config: EncoderConfig) -> Features:
-    colour = colour_histogram(pixels, config.colour_bins, config.colour_grid, config.colour_grid_bins, config.colour_grid_weight, config.texture_weight)
+    colour = colour_histogram(pixels, config.colour_bins, config.colour_grid, config.colour_grid_bins, config.colour_grid_weight, config.texture_weight,
+                              config.colour_side)
     return Features(colour, orb_descriptors(pixels, config.n_features))
 
 

@@ -12,9 +12,12 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .encoder import EncoderConfig
 
 
 @dataclass
@@ -124,16 +127,17 @@ def _full_order(ranked: list[int], n: int) -> np.ndarray:
     return np.r_[np.asarray(ranked, int), np.flatnonzero(~seen)]
 
 
-def evaluate_index(data: LabelledSet, index_dir: str | os.PathLike, workers: int | None = None, quiet: bool = True) -> dict:
+def evaluate_index(data: LabelledSet, index_dir: str | os.PathLike, workers: int | None = None, quiet: bool = True,
+                   config: EncoderConfig | None = None) -> dict:
     """Build a real index over the set and rank every query through ``Index.search_many``.
 
-    Same encoder training and calibration fit as a user's build. Returns the retrieval metrics,
+    Same encoder training (with ``config``, default settings if None) and calibration fit as a user's build. Returns the retrieval metrics,
     the build's report, and the reliability table + ECE of the calibrated % over the top-10 hits of
     every query (the query itself excluded; relevant = same group).
     """
     import vecsearch
 
-    index = vecsearch.build(data.paths, index_dir, workers=workers, quiet=quiet)
+    index = vecsearch.build(data.paths, index_dir, workers=workers, quiet=quiet, config=config)
     n = len(data.paths)
     position = {os.path.abspath(p): i for i, p in enumerate(data.paths)}
     results = index.search_many([data.paths[q] for q in data.queries], k=n)

@@ -1,4 +1,4 @@
-"""HSV colour histograms plus a little texture, computed on a ≤256-pixel copy of the image.
+"""HSV colour histograms plus a little texture, computed on a small copy of the image (≤160 px).
 
 Each histogram sums to one and is square-rooted (Hellinger). Parts: a global HSV histogram; a
 ``grid``×``grid`` layout of HSV histograms; uniform-LBP histograms on a 2×2 grid; edge-direction
@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-WORK_SIDE = 256  # colour and texture are computed on a copy at most this large
+SIDE = 160  # colour and texture are computed on a copy at most this large (half the encoder's 320)
 
 
 def _norm_sqrt(h: np.ndarray) -> np.ndarray:
@@ -92,10 +92,12 @@ def colour_histogram(
     grid_bins: tuple[int, int, int] = (8, 3, 3),
     grid_weight: float = 0.7,
     texture_weight: float = 0.7,
+    side: int = SIDE,
 ) -> np.ndarray:
-    """Global HSV + grid HSV + LBP (2×2) + edge directions (3×3); float32, √-normalised parts."""
+    """Global HSV + grid HSV + LBP (2×2) + edge directions (3×3) of a copy at most ``side`` px;
+    float32, √-normalised parts."""
     h, w = bgr.shape[:2]
-    scale = WORK_SIDE / max(h, w)
+    scale = side / max(h, w)
     if scale < 1:
         bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
