@@ -103,16 +103,22 @@ def test_calibration_copies_made_while_encoding_equal_those_made_later(tmp_path,
     from vectors) makes them from the files on the executor. Both must be the same copies."""
     from vecsearch.edits import CopyPlan, encode_copies
 
+    from vecsearch.edits import edited_copies
+    from vecsearch.images import load
+
     paths, _ = vb.scan([photo_dir], quiet=True)
     plan = CopyPlan(rate=0.5, copies=3, seed=7)
+    assert 0 < sum(map(plan.wants, paths)) < len(paths)
+    assert {p for p in paths if CopyPlan(0.5, 3, seed=8).wants(p)} != {p for p in paths if plan.wants(p)}  # another seed, another sample
+    plan = CopyPlan(rate=1.0, copies=6, seed=7)
     made = encoder.encode_files(paths, plan).copies
-    assert 0 < len(made) < len(paths) and set(made) == {p for p in paths if plan.wants(p)}
-    later = encode_copies(encoder, list(made), copies=3, seed=7)
+    assert list(made) == paths
+    # Some edits enlarge the image past the encoder's working size: it is shrunk back, as a query would be.
+    assert any(max(e.shape[:2]) > encoder.config.max_side for p in paths for e in edited_copies(load(p, encoder.config.max_side)[0], p, 6, 7))
+    later = encode_copies(encoder, paths, copies=6, seed=7)
     for (path, vectors), again in zip(made.items(), later):
-        assert vectors.shape == (3, encoder.dim)
+        assert vectors.shape == (6, encoder.dim)
         np.testing.assert_allclose(vectors, again, atol=1e-6, err_msg=path)
-    # Different seeds pick different sources: a refit with another seed is another sample.
-    assert {p for p in paths if CopyPlan(0.5, 3, seed=8).wants(p)} != set(made)
 
 
 def test_tiny_collection_trains_its_own_encoder(tmp_path, examples):

@@ -244,7 +244,8 @@ class Encoder:
                 pixels, info = imgs.load(path, self.config.max_side)
                 f = extract(pixels, self.config)
                 if copies is not None and copies.wants(path):
-                    copy_feats[path] = [extract(p, self.config) for p in edited_copies(pixels, path, copies.copies, copies.seed)]
+                    edited = edited_copies(pixels, path, copies.copies, copies.seed)
+                    copy_feats[path] = [extract(imgs.to_pixels(e, self.config.max_side), self.config) for e in edited]  # as a query would be
                 feats.append(f)
                 infos.append(info)
             except imgs.ImageError as e:
