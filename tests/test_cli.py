@@ -34,6 +34,7 @@ def test_build_and_info(tmp_path, photo_dir, encoder):
     assert "indexed 10 images" in p.stderr and p.stdout == ""
     info = json.loads(run("info", "--index", tmp_path / "idx", "--format", "json").stdout)
     assert info["images"] == 10 and info["index"]["factory"] == "IVF1,Flat"
+    assert info["encoder"]["config"]["colour_side"] == encoder.config.colour_side  # every setting, even those older files leave out
     assert "recall@10" in run("info", "--index", tmp_path / "idx").stdout
 
 

@@ -5,6 +5,7 @@ memory-mapped, and only the metadata rows of the hits are read.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +150,7 @@ class Index:
             "skipped": m.get("counts", {}).get("skipped", 0),
             "dimension": self.dim,
             "index": m.get("index", {}),
-            "encoder": m.get("encoder", {}),
+            "encoder": {**m.get("encoder", {}), "config": dataclasses.asdict(self.encoder.config)},  # with the fields older files leave out
             "calibration": {k: v for k, v in self.calibration.fitted_on.items() if not k.startswith("histogram") and not k.endswith("histogram")},
             "advice": retrain_advice(m, len(self)),
             "committed_at": m.get("committed_at"),
