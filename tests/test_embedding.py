@@ -48,3 +48,24 @@ def test_train_alone_then_share(tmp_path, examples, photo_dir):
     a = vecsearch.build([photo_dir], tmp_path / "a", encoder=tmp_path / "enc", workers=0, quiet=True)
     assert a.encoder.fingerprint() == enc.fingerprint() == Encoder.load(tmp_path / "enc").fingerprint()
     assert pickle.loads(pickle.dumps(enc)).fingerprint() == enc.fingerprint()
+
+
+def test_reading_a_vector_file_holds_one_row_group_at_a_time(tmp_path):
+    """A build from a million vectors streams a 1.5 GB file: pyarrow's default pre-buffering had
+    kept all of it in memory until the end of the pass (bench/RESULTS.md, scale)."""
+    from vecsearch import vectors as vt
+
+    rows, group, dim = 100_000, 4_000, 256
+    v = np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32)
+    table = pa.table({"path": [f"/x/{i}.jpg" for i in range(rows)],
+                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim)})
+    pq.write_table(table, tmp_path / "v.parquet", row_group_size=group, compression="none")
+    pool = pa.default_memory_pool()
+    start, most, seen = pool.bytes_allocated(), 0, 0
+    for t in vt.batches([tmp_path / "v.parquet"], ["path", "vector"]):
+        most = max(most, pool.bytes_allocated() - start)
+        np.testing.assert_array_equal(vt.vectors_of(t), v[seen : seen + len(t)])
+        seen += len(t)
+    assert seen == rows
+    row_group_bytes = group * dim * 4  # the file holds 25 of them
+    assert most < 8 * row_group_bytes, f"{most / 2**20:.0f} MB held while reading a {v.nbytes / 2**20:.0f} MB file"
