@@ -160,7 +160,7 @@ def main() -> None:
         f"copies (2 × `random_edit` strength 0.5 each, plus a 60% rescale + JPEG 75 for every third), and 700 unrelated "
         f"images (one per other Holidays group, Wang photos); {len(true_pairs)} true pairs. Index built with `vecsearch build` "
         f"(default settings) in {t_build:.0f} s. Pairwise: precision = found pairs that are true / found pairs; "
-        f"recall = true pairs found / true pairs; pairs inside a found group count (transitive groups).\n\n"
+        f"recall = true pairs found / true pairs; every pair inside a found group counts (a group is a keeper and the images within the threshold of it).\n\n"
         + md_table(["`vecsearch dedup --min-similarity`", "radius d² (`distance_for`)", "groups", "largest", "pairs", "pairwise precision",
                     "pairwise recall", "false pairs between two 'unrelated' images", "true groups found exactly", "wall (process)"], rows)
         + "\nLargest index: " + large

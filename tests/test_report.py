@@ -5,6 +5,9 @@ import subprocess
 from pathlib import Path
 
 import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import vecsearch
@@ -87,6 +90,25 @@ def test_dedup_after_a_removal_left_a_gap_in_the_ids(dup_index, tmp_path, exampl
     assert vecsearch.remove([first], copy, quiet=True) == 1
     groups = find_groups(vecsearch.open(copy), 80)
     assert len(groups) == 3 and all(len(g) == 3 for g in groups)
+
+
+def test_dedup_splits_a_chain_of_look_alikes_around_the_keeper(dup_index, tmp_path):
+    """A~B and B~C but not A~C: C is not a duplicate of the keeper A, so it must not be offered for
+    deletion with A's group (connected components alone would put all three together)."""
+    copy = tmp_path / "idx"
+    shutil.copytree(dup_index.path, copy)
+    radius = dup_index.calibration.distance_for(80)
+    rng = np.random.default_rng(0)
+    u, w = np.linalg.qr(rng.standard_normal((dup_index.dim, 2)))[0].T  # far from every photo: d² ≈ 2
+    step = np.arccos(1 - 0.6 * radius / 2)  # neighbours at d² = 0.6·radius; the ends at about 2.4·radius
+    chain = np.stack([np.cos(a) * u + np.sin(a) * w for a in (0, step, 2 * step)]).astype(np.float32)
+    paths = ["/chain/a.jpg", "/chain/b.jpg", "/chain/c.jpg"]  # no file facts: the keeper is the first path
+    pq.write_table(pa.table({"path": paths, "vector": pa.FixedSizeListArray.from_arrays(pa.array(chain.ravel()), dup_index.dim)}), tmp_path / "v.parquet")
+    vecsearch.add(None, copy, vectors=tmp_path / "v.parquet", quiet=True)
+    groups = find_groups(vecsearch.open(copy), 80)
+    chained = [sorted(m.path for m in g) for g in groups if g[0].path.startswith("/chain/")]
+    assert chained == [paths[:2]]
+    assert len(groups) == 4 and all(m.similarity >= 80 for g in groups for m in g)
 
 
 def test_dedup_and_query_html_from_the_cli(dup_index, tmp_path, examples):

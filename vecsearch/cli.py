@@ -223,8 +223,8 @@ def dedup(index: str = DEFAULT_INDEX, min_similarity: float = 90.0, out: str | N
           format: str = "csv", relative_to: str | None = None, quiet: bool = False) -> None:
     """Find every group of near-duplicates in an index, with a suggested keeper per group.
 
-    Keeper: the largest resolution, then the largest file. Groups are transitive: A~B and B~C put
-    A, B and C together.
+    Keeper: the largest resolution, then the largest file. Every other member of a group is at or
+    above min_similarity of the keeper itself (A~B and B~C do not put C with A unless A~C).
 
     Args:
         index: the index directory (default indexes/default).

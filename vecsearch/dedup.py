@@ -1,8 +1,11 @@
 """Near-duplicate groups over a whole index, without an N×N matrix.
 
 Vectors are read back from the index in batches, each batch is range-searched at the distance that
-the calibration maps to the similarity threshold, and the pairs found are joined into groups
-(connected components of a sparse graph). Memory grows with the number of pairs, not N².
+the calibration maps to the similarity threshold, and the pairs found are joined into candidate
+groups (connected components of a sparse graph). Memory grows with the number of pairs, not N².
+A group is then its keeper and the images within the threshold of the keeper itself: a chain of
+look-alikes (A~B, B~C, but not A~C) is split, so that nothing is offered for deletion that is not
+a near-duplicate of the image kept.
 """
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ class Member:
 
 
 def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> list[list[Member]]:
-    """Groups of two or more images at ≥ ``min_similarity`` % of each other (transitively), largest
-    first; in each, the suggested keeper (largest resolution, then largest file) comes first."""
+    """Groups of two or more images, largest first; in each, the suggested keeper (largest
+    resolution, then largest file) comes first and every other member is at ≥ ``min_similarity`` %
+    of it."""
     if not 0 < min_similarity <= 100:
         raise ValueError(f"min_similarity is a percentage from 0 (excluded) to 100, not {min_similarity!r}")
     radius = index.calibration.distance_for(min_similarity)
@@ -85,10 +89,16 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
     area = widths * heights
     groups = []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        members = sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], paths[m]))
+        members = np.array(sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], paths[m])))
         vecs = vectors(ids[members])
-        sim = index.calibration.percent(((vecs - vecs[0]) ** 2).sum(1))
-        groups.append([Member(paths[m], int(ids[m]), n == 0, float(s), int(widths[m]), int(heights[m]), int(size[m]))
-                       for n, (m, s) in enumerate(zip(members, sim))])
+        left = np.arange(len(members))
+        while len(left) > 1:  # the best image left keeps what is near it; the rest is grouped again
+            d = ((vecs[left] - vecs[left[0]]) ** 2).sum(1)
+            near = d <= radius + 1e-6
+            if near.sum() > 1:
+                sim = index.calibration.percent(d[near])
+                groups.append([Member(paths[m], int(ids[m]), n == 0, float(s), int(widths[m]), int(heights[m]), int(size[m]))
+                               for n, (m, s) in enumerate(zip(members[left[near]], sim))])
+            left = left[~near]
     groups.sort(key=lambda g: (-len(g), g[0].path))
     return groups
