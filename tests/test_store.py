@@ -42,3 +42,20 @@ def test_second_writer_is_refused(tmp_path):
         with pytest.raises(store.IndexError_, match="another vecsearch process"):
             with store.writer_lock(tmp_path):
                 pass
+
+
+def test_a_file_shared_by_the_next_version_keeps_its_checksum(tmp_path, photo_dir, encoder):
+    """The next version reuses unchanged files (the encoder; a PQ index's re-ranking vectors) and
+    their manifest entries: no re-hashing of a large file per commit, and damage to a shared file
+    is reported by ``check``, not blessed with a fresh checksum."""
+    from vecsearch.check import check
+
+    root = tmp_path / "idx"
+    first = vecsearch.build([photo_dir], root, encoder=encoder, workers=0, quiet=True)
+    shared = first.version.file("encoder")
+    with open(shared, "ab") as f:
+        f.write(b"junk")  # damage that loading the encoder does not notice
+    assert vecsearch.remove([first.metadata()["path"][0].as_py()], root, quiet=True) == 1
+    second = store.read_manifest(root)
+    assert second.number == 2 and second.manifest["files"]["encoder"] == first.manifest["files"]["encoder"]
+    assert any("encoder" in p and "bytes" in p for p in check(root))

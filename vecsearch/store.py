@@ -170,11 +170,17 @@ def versioned_name(role: str, version: int, suffix: str) -> str:
 def commit(root: Path, files: dict[str, Path], manifest: dict[str, Any], previous: Version | None) -> Version:
     """Make ``files`` (role → path inside root, already written) the new current version.
 
-    Files are fsynced and checksummed into the manifest, which is switched last. Files used by
-    neither the new nor the previous version are then deleted.
+    Files are fsynced and checksummed into the manifest, which is switched last; a file the previous
+    version already holds (versioned files never change once committed) keeps its entry, so that
+    a 1 GB re-ranking file is not hashed again by every add or remove. Files used by neither the
+    new nor the previous version are then deleted.
     """
     entries = {}
+    before = previous.manifest["files"] if previous else {}
     for role, path in files.items():
+        if role in before and before[role]["name"] == path.name:
+            entries[role] = before[role]
+            continue
         with open(path, "rb") as f:
             os.fsync(f.fileno())
         entries[role] = {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
