@@ -65,17 +65,6 @@ def _lbp(grey: np.ndarray) -> np.ndarray:
     return _LBP_LUT[code]
 
 
-def _cell_counts(g: int, codes: np.ndarray, bins: int) -> np.ndarray:
-    """Like ``_grid`` for a count histogram of small codes, but one bincount over cell·bins + code."""
-    h, w = codes.shape
-    if min(h, w) < g:  # _grid gives empty cells a pixel of their neighbour
-        return _grid(g, lambda c: np.bincount(c.ravel(), minlength=bins), codes)
-    ys, xs = (np.linspace(0, n, g + 1).round().astype(int) for n in (h, w))
-    cell = np.repeat(np.arange(g, dtype=np.uint8), np.diff(ys))[:, None] * np.uint8(g) + np.repeat(np.arange(g, dtype=np.uint8), np.diff(xs))[None, :]
-    counts = np.bincount((cell * np.uint8(bins) + codes).ravel(), minlength=g * g * bins).reshape(g * g, bins)
-    return np.concatenate([_norm_sqrt(c) for c in counts]) / np.float32(g)
-
-
 def _edge_hist(grey: np.ndarray, g: int, flat: float = 20.0) -> np.ndarray:
     f = grey.astype(np.float32)
     mag, ang = cv2.cartToPolar(cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3))
@@ -106,6 +95,6 @@ def colour_histogram(
         parts.append(grid_weight * _grid(grid, lambda c: _hsv_hist(c, grid_bins), hsv))
     if texture_weight > 0:
         grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        parts.append(texture_weight * _cell_counts(2, _lbp(grey), 59))
+        parts.append(texture_weight * _grid(2, lambda c: np.bincount(c.ravel(), minlength=59), _lbp(grey)))
         parts.append(texture_weight * _edge_hist(grey, 3))
     return np.concatenate(parts).astype(np.float32)
