@@ -2,9 +2,10 @@
 
 PQ codes make an index small enough for the memory budget, but their distances are coarse, so a
 PQ search fetches ``factor`` times the hits wanted (8, raised at build time where the collection
-needs more to reach the target recall) and orders them by their distance to the real vectors. FAISS's refine indexes would keep those vectors in RAM (defeating the budget) and do not
-take our ids; here they live in a ``.npy`` file with one row per id, and a query touches only the
-rows of its candidates.
+needs more to reach the target recall) and orders them by their distance to the real vectors.
+FAISS's refine indexes would keep those vectors in RAM (defeating the budget) and do not take our
+ids; here they live in a ``.npy`` file with one row per id, and a query touches only the rows of
+its candidates.
 """
 from __future__ import annotations
 
