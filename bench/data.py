@@ -1,5 +1,6 @@
 """Inputs shared by the throughput and memory benches: the UKBench paths, one trained encoder
 (cached in bench/work so every bench encodes with the same state), and page-cache warming."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,9 @@ def ukbench_paths(data: Path = DATA) -> list[str]:
 def _encoder_code() -> str:
     """Hash of the encoder's source: vecsearch/ is being edited, and an encoder of older code may not load or match."""
     root = Path(vecsearch.__file__).parent
-    return hashlib.sha1(b"".join(f.read_bytes() for f in [root / "encoder.py", *sorted((root / "features").glob("*.py"))])).hexdigest()[:10]
+    return hashlib.sha1(
+        b"".join(f.read_bytes() for f in [root / "encoder.py", *sorted((root / "features").glob("*.py"))])
+    ).hexdigest()[:10]
 
 
 def trained_encoder(paths: list[str] | None = None) -> Path:

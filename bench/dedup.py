@@ -9,6 +9,7 @@ Holidays group and Wang photos). True groups = a source with its copies. A found
 both images belong to the same true group. Then the wall time of `find_groups` on the largest index
 built by bench/scale.py (stopped after --budget-s and extrapolated). Replaces the ``dedup`` section.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,8 +73,12 @@ def pairs(groups: list[list[str]]) -> set[frozenset[str]]:
 
 def run_dedup(index: Path, threshold: int) -> tuple[float, list[list[str]]]:
     t = time.perf_counter()
-    p = subprocess.run([*vecsearch_command(), "dedup", "--index", str(index), "--min-similarity", str(threshold), "--quiet"],
-                       capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        [*vecsearch_command(), "dedup", "--index", str(index), "--min-similarity", str(threshold), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     wall = time.perf_counter() - t
     found: dict[str, list[str]] = {}
     for row in csv.DictReader(io.StringIO(p.stdout)):
@@ -105,13 +110,17 @@ def time_large(index_dir: Path, budget_s: float) -> str:
         verdict = f"finished in {wall:.0f} s: {len(groups)} groups, {sum(map(len, groups))} images"
     except OutOfTime:
         wall = time.perf_counter() - t0
-        verdict = (f"stopped after {wall:.0f} s at {done[0]:,} of {n:,} vectors ({done[0] / wall:.0f} vectors/s): "
-                   f"the whole index would take about {n / max(done[0], 1) * wall / 60:.0f} min")
+        verdict = (
+            f"stopped after {wall:.0f} s at {done[0]:,} of {n:,} vectors ({done[0] / wall:.0f} vectors/s): "
+            f"the whole index would take about {n / max(done[0], 1) * wall / 60:.0f} min"
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     ix = idx.manifest["index"]
-    return (f"`find_groups(min_similarity=90)` on {index_dir} ({n:,} vectors, {ix['factory']}, nprobe {ix['nprobe']}, "
-            f"index file {idx.version.file('index').stat().st_size / 2**30:.2f} GiB): {verdict}; peak RSS of this process "
-            f"{rss:.1f} GiB (was {rss0:.1f} GiB before).\n")
+    return (
+        f"`find_groups(min_similarity=90)` on {index_dir} ({n:,} vectors, {ix['factory']}, nprobe {ix['nprobe']}, "
+        f"index file {idx.version.file('index').stat().st_size / 2**30:.2f} GiB): {verdict}; peak RSS of this process "
+        f"{rss:.1f} GiB (was {rss0:.1f} GiB before).\n"
+    )
 
 
 def code_note() -> str:
@@ -124,7 +133,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     ap.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "dedup")
     ap.add_argument("--large", type=Path, default=Path(__file__).parent / "work" / "scale" / "index-1000000")
-    ap.add_argument("--budget-s", type=float, default=300.0, help="stop the large-index dedup after this long")
+    ap.add_argument(
+        "--budget-s", type=float, default=300.0, help="stop the large-index dedup after this long"
+    )
     args = ap.parse_args()
     started, t_all = header("Near-duplicate detection (bench/dedup.py)") + code_note(), time.perf_counter()
     shutil.rmtree(args.work, ignore_errors=True)
@@ -133,7 +144,9 @@ def main() -> None:
     listing.write_text("\n".join(paths) + "\n")
     index = args.work / "index"
     t = time.perf_counter()
-    subprocess.run([*vecsearch_command(), "build", str(listing), "--index", str(index), "--quiet"], check=True)
+    subprocess.run(
+        [*vecsearch_command(), "build", str(listing), "--index", str(index), "--quiet"], check=True
+    )
     t_build = time.perf_counter() - t
     by_group: dict[int, list[str]] = {}
     for p, g in truth_of.items():
@@ -150,10 +163,29 @@ def main() -> None:
         prec, rec = tp / max(1, len(found_pairs)), tp / len(true_pairs)
         exact = sum(1 for g in found if set(g) in [set(x) for x in by_group.values() if len(x) > 1])
         false_unrelated = sum(1 for pr in found_pairs - true_pairs if not pr & sources_and_copies)
-        rows.append([f"{th}%", f"{cal.distance_for(th):.3f}", len(found), max(map(len, found), default=0), len(found_pairs), f"{prec:.3f}", f"{rec:.3f}",
-                     false_unrelated, f"{exact} of {n_sources}", f"{wall:.1f} s"])
-        print(f"dedup ≥{th}%: {len(found)} groups, pairwise precision {prec:.3f} recall {rec:.3f}, {wall:.1f}s", file=sys.stderr)
-    large = time_large(args.large, args.budget_s) if (args.large / "manifest.json").exists() else f"(no index at {args.large}: run bench.scale first)\n"
+        rows.append(
+            [
+                f"{th}%",
+                f"{cal.distance_for(th):.3f}",
+                len(found),
+                max(map(len, found), default=0),
+                len(found_pairs),
+                f"{prec:.3f}",
+                f"{rec:.3f}",
+                false_unrelated,
+                f"{exact} of {n_sources}",
+                f"{wall:.1f} s",
+            ]
+        )
+        print(
+            f"dedup ≥{th}%: {len(found)} groups, pairwise precision {prec:.3f} recall {rec:.3f}, {wall:.1f}s",
+            file=sys.stderr,
+        )
+    large = (
+        time_large(args.large, args.budget_s)
+        if (args.large / "manifest.json").exists()
+        else f"(no index at {args.large}: run bench.scale first)\n"
+    )
     print(large, file=sys.stderr)
     text = started + (
         f"\n{len(paths)} images: {n_sources} sources (one per UKBench group, 50 Holidays groups) with {len(paths) - n_sources - 700} "
@@ -161,9 +193,23 @@ def main() -> None:
         f"images (one per other Holidays group, Wang photos); {len(true_pairs)} true pairs. Index built with `vecsearch build` "
         f"(default settings) in {t_build:.0f} s. Pairwise: precision = found pairs that are true / found pairs; "
         f"recall = true pairs found / true pairs; every pair inside a found group counts (a group is a keeper and the images within the threshold of it).\n\n"
-        + md_table(["`vecsearch dedup --min-similarity`", "radius d² (`distance_for`)", "groups", "largest", "pairs", "pairwise precision",
-                    "pairwise recall", "false pairs between two 'unrelated' images", "true groups found exactly", "wall (process)"], rows)
-        + "\nLargest index: " + large
+        + md_table(
+            [
+                "`vecsearch dedup --min-similarity`",
+                "radius d² (`distance_for`)",
+                "groups",
+                "largest",
+                "pairs",
+                "pairwise precision",
+                "pairwise recall",
+                "false pairs between two 'unrelated' images",
+                "true groups found exactly",
+                "wall (process)",
+            ],
+            rows,
+        )
+        + "\nLargest index: "
+        + large
         + f"\nWhole run: {time.perf_counter() - t_all:.0f} s. Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"
     )
     print(text)

@@ -9,6 +9,7 @@ encoder as a parcel: its pickled size, pickle + unpickle time, the start of a pr
 a tiny object, and ``client.scatter(encoder, broadcast=True)`` on a real ``LocalCluster`` of 2
 single-threaded workers. Replaces the ``embed_speed`` section of bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,8 +78,17 @@ def preload_starts(rounds: int) -> dict[str, float]:
     script = Path(tempfile.gettempdir()) / f"vecsearch-preload-{os.getpid()}.py"
     script.write_text(PRELOAD_PROBE)
     try:
-        return {mode: float(subprocess.run([sys.executable, str(script), mode, str(rounds)], capture_output=True, text=True, check=True).stdout)
-                for mode in ("default", "preload")}
+        return {
+            mode: float(
+                subprocess.run(
+                    [sys.executable, str(script), mode, str(rounds)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for mode in ("default", "preload")
+        }
     finally:
         script.unlink()
 
@@ -87,7 +97,10 @@ def scatter_times(enc: vecsearch.Encoder, rounds: int) -> dict[str, float]:
     """First broadcast scatter as ``executors._run_dask`` does it, then medians of fresh (hash=False) ones."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         client.wait_for_workers(2)
         t = time.perf_counter()
         client.scatter(enc, broadcast=True)
@@ -140,25 +153,56 @@ def main() -> None:
     ms = lambda s: f"{1000 * s:.0f} ms"  # noqa: E731
     text = started + (
         f"\nOne process, one thread (cv2 and BLAS), {len(paths)} UKBench JPEGs (640x480); two alternating rounds, mean.\n\n"
-        + md_table(["call", "images/s", "ms/image"], [
-            [f"`Encoder.encode(arrays)` (already decoded BGR at ≤ {enc.config.max_side} px)", f"{arr:.1f}", f"{1000 / arr:.1f}"],
-            ["`Encoder.encode_files(paths)` (read + hash + decode + encode)", f"{files:.1f}", f"{1000 / files:.1f}"],
-            [f"`images.load(path, {enc.config.max_side})` alone (decode)", f"{decode:.1f}", f"{1000 / decode:.1f}"],
-        ])
+        + md_table(
+            ["call", "images/s", "ms/image"],
+            [
+                [
+                    f"`Encoder.encode(arrays)` (already decoded BGR at ≤ {enc.config.max_side} px)",
+                    f"{arr:.1f}",
+                    f"{1000 / arr:.1f}",
+                ],
+                [
+                    "`Encoder.encode_files(paths)` (read + hash + decode + encode)",
+                    f"{files:.1f}",
+                    f"{1000 / files:.1f}",
+                ],
+                [
+                    f"`images.load(path, {enc.config.max_side})` alone (decode)",
+                    f"{decode:.1f}",
+                    f"{1000 / decode:.1f}",
+                ],
+            ],
+        )
         + f"\nDecode is {100 * (1 / files - 1 / arr) * files:.0f}% of `encode_files` time here; the rest is feature extraction + VLAD/PCA.\n\n"
-        + md_table(["shipping the encoder", "value"], [
-            ["pickled size (`pickle.dumps(encoder)`)", f"{len(blob) / 2**20:.1f} MB"],
-            [f"pickle.dumps / pickle.loads, median of {args.rounds}", f"{ms(t_dump)} / {ms(t_load)}"],
-            ["ProcessPool (`executors._pool`, forkserver) start to first answer, 1 worker: encoder vs tiny initarg", f"{ms(start[('encoder', 1)])} vs {ms(start[('tiny', 1)])}"],
-            ["same, 2 workers", f"{ms(start[('encoder', 2)])} vs {ms(start[('tiny', 2)])}"],
-            ["2-worker pool start, script run as a file: default forkserver preload vs `set_forkserver_preload(['vecsearch.executors'])`",
-             f"{ms(preload['default'])} vs {ms(preload['preload'])}"],
-            ["`client.scatter(encoder, broadcast=True)`, LocalCluster 2 workers × 1 thread: first (as the builder does)", ms(scatter["first"])],
-            [f"same, fresh copies (`hash=False`), median of {args.rounds}; a tiny list for comparison", f"{ms(scatter['again'])}; {ms(scatter['tiny'])}"],
-        ])
+        + md_table(
+            ["shipping the encoder", "value"],
+            [
+                ["pickled size (`pickle.dumps(encoder)`)", f"{len(blob) / 2**20:.1f} MB"],
+                [f"pickle.dumps / pickle.loads, median of {args.rounds}", f"{ms(t_dump)} / {ms(t_load)}"],
+                [
+                    "ProcessPool (`executors._pool`, forkserver) start to first answer, 1 worker: encoder vs tiny initarg",
+                    f"{ms(start[('encoder', 1)])} vs {ms(start[('tiny', 1)])}",
+                ],
+                ["same, 2 workers", f"{ms(start[('encoder', 2)])} vs {ms(start[('tiny', 2)])}"],
+                [
+                    "2-worker pool start, script run as a file: default forkserver preload vs `set_forkserver_preload(['vecsearch.executors'])`",
+                    f"{ms(preload['default'])} vs {ms(preload['preload'])}",
+                ],
+                [
+                    "`client.scatter(encoder, broadcast=True)`, LocalCluster 2 workers × 1 thread: first (as the builder does)",
+                    ms(scatter["first"]),
+                ],
+                [
+                    f"same, fresh copies (`hash=False`), median of {args.rounds}; a tiny list for comparison",
+                    f"{ms(scatter['again'])}; {ms(scatter['tiny'])}",
+                ],
+            ],
+        )
         + f"\nPool start times are medians of {args.rounds} alternating rounds, after the forkserver itself is up. Python 3.11's forkserver is "
         "meant to preload the caller's `__main__`, but that does not take effect, so each new worker imports numpy, cv2, … itself "
-        "(the preload row: in a fresh process each, median of the same rounds). Load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + ".\n"
+        "(the preload row: in a fresh process each, median of the same rounds). Load average at the end: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        + ".\n"
     )
     print(text)
     write_section("embed_speed", text)

@@ -11,16 +11,17 @@ is sampled for its high-water mark (VmHWM: exact per-process peak RSS) and PSS (
 counted once), so the figures say what the driver, the forkserver and each worker hold, and what
 they hold together. Replaces the ``memory`` section of bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -86,7 +87,18 @@ def measured_build(list_file: Path, index: Path, encoder: Path, interval: float)
     """Run one CLI build; return wall time, /usr/bin/time's max RSS, per-role peak VmHWM and peak total PSS (MB)."""
     shutil.rmtree(index, ignore_errors=True)
     exe = Path(sys.executable).with_name("vecsearch")
-    cmd = ["/usr/bin/time", "-v", str(exe), "build", str(list_file), "--index", str(index), "--quiet", "--encoder", str(encoder)]
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        str(exe),
+        "build",
+        str(list_file),
+        "--index",
+        str(index),
+        "--quiet",
+        "--encoder",
+        str(encoder),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     top = psutil.Process(proc.pid)
@@ -115,13 +127,26 @@ def measured_build(list_file: Path, index: Path, encoder: Path, interval: float)
     for role, kb in hwm.values():
         by_role.setdefault(role, []).append(kb)
     max_rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))
-    return {"wall": wall, "time_maxrss": max_rss / 1024, "roles": {r: (len(v), max(v) / 1024) for r, v in by_role.items()}, "peak_pss": peak_pss / 1024}
+    return {
+        "wall": wall,
+        "time_maxrss": max_rss / 1024,
+        "roles": {r: (len(v), max(v) / 1024) for r, v in by_role.items()},
+        "peak_pss": peak_pss / 1024,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[21000, 100000], help="21000: just above the exact-search limit, so the IVF path runs")
-    ap.add_argument("--interval", type=float, default=0.25, help="seconds between samples of the process tree")
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[21000, 100000],
+        help="21000: just above the exact-search limit, so the IVF path runs",
+    )
+    ap.add_argument(
+        "--interval", type=float, default=0.25, help="seconds between samples of the process tree"
+    )
     ap.add_argument("--target", type=int, default=100_000)
     args = ap.parse_args()
     encoder = trained_encoder()
@@ -138,28 +163,49 @@ def main() -> None:
         shutil.rmtree(WORK / f"memory-index-{n}", ignore_errors=True)
 
     roles = sorted({k for r in results.values() for k in r["roles"]})
-    rows = [[f"{n:,}", f"{r['wall']:.0f} s ({n / r['wall']:.0f}/s)", f"{r['time_maxrss']:.0f}", f"{r['peak_pss']:.0f}"]
-            + [f"{r['roles'][k][1]:.0f} (×{r['roles'][k][0]})" if k in r["roles"] else "" for k in roles] for n, r in results.items()]
+    rows = [
+        [
+            f"{n:,}",
+            f"{r['wall']:.0f} s ({n / r['wall']:.0f}/s)",
+            f"{r['time_maxrss']:.0f}",
+            f"{r['peak_pss']:.0f}",
+        ]
+        + [f"{r['roles'][k][1]:.0f} (×{r['roles'][k][0]})" if k in r["roles"] else "" for k in roles]
+        for n, r in results.items()
+    ]
     ns = sorted(results)
     lines = []
     if len(ns) >= 2:
-        for label, get in (("driver peak RSS (time -v)", lambda r: r["time_maxrss"]), ("peak PSS of the whole tree", lambda r: r["peak_pss"])):
+        for label, get in (
+            ("driver peak RSS (time -v)", lambda r: r["time_maxrss"]),
+            ("peak PSS of the whole tree", lambda r: r["peak_pss"]),
+        ):
             y = np.array([get(results[n]) for n in ns])
             slope, icpt = np.polyfit(ns, y, 1)
-            lines.append(f"- {label}: {1024 * slope:.1f} KB per image (least-squares line through N = {', '.join(map(str, ns))}); "
-                         f"at N = {args.target:,}: {icpt:.0f} + {slope:.4f} × {args.target:,} ≈ **{icpt + slope * args.target:.0f} MB**")
+            lines.append(
+                f"- {label}: {1024 * slope:.1f} KB per image (least-squares line through N = {', '.join(map(str, ns))}); "
+                f"at N = {args.target:,}: {icpt:.0f} + {slope:.4f} × {args.target:,} ≈ **{icpt + slope * args.target:.0f} MB**"
+            )
     text = started + (
         f"\n`vecsearch build LIST --index DIR --quiet --encoder ENC` (fixed encoder trained on UKBench; default workers) over N distinct "
         "images: UKBench photos through `vecsearch.edits.random_edit` (crop, viewpoint, rescale 0.5–1.2, …), saved as JPEG q90 "
         "(mostly 300–770 px on the long side). Max RSS from `/usr/bin/time -v` (the driver: forkserver children are not reaped "
         f"through it); per-process peaks are VmHWM sampled every {args.interval}s; PSS counts shared pages once, so the PSS sum is "
         "the tree's real footprint (sampled, so a short spike can be missed). All figures in MB.\n\n"
-        + md_table(["N", "wall", "time -v max RSS", "peak PSS, all processes"] + [f"peak RSS: {k}" for k in roles], rows)
+        + md_table(
+            ["N", "wall", "time -v max RSS", "peak PSS, all processes"] + [f"peak RSS: {k}" for k in roles],
+            rows,
+        )
         + "\nGrowth (linear in N; the per-image state that grows is the path list, the id map, the metadata table and the "
-        "FAISS vectors, d floats each; workers hold one batch and do not grow):\n\n" + "\n".join(lines) + "\n"
-        + (f"\nAt N = {args.target:,}, measured: driver {results[args.target]['time_maxrss']:.0f} MB, whole tree (PSS) "
-           f"{results[args.target]['peak_pss']:.0f} MB; target < 2048 MB: **{'met' if results[args.target]['peak_pss'] < 2048 else 'missed'}**.\n"
-           if args.target in results else "")
+        "FAISS vectors, d floats each; workers hold one batch and do not grow):\n\n"
+        + "\n".join(lines)
+        + "\n"
+        + (
+            f"\nAt N = {args.target:,}, measured: driver {results[args.target]['time_maxrss']:.0f} MB, whole tree (PSS) "
+            f"{results[args.target]['peak_pss']:.0f} MB; target < 2048 MB: **{'met' if results[args.target]['peak_pss'] < 2048 else 'missed'}**.\n"
+            if args.target in results
+            else ""
+        )
         + "\nUp to 20,000 vectors the index is exact (`IVF1,Flat`); above, IVF with k-means on a sample and nprobe tuned against "
         "exact search on 500 queries, which is the path a 100k build takes: a size above 20,000 should be among those measured.\n"
         + f"\nLoad average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"

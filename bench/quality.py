@@ -9,6 +9,7 @@ histogram (``baseline_metrics``). Protocols follow each SOURCE.md; Wang uses the
 1000 images query the other 999), not the 100-image split of its queries.csv. Nothing is tuned here.
 Prints the figures and replaces the ``quality`` section of bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ ALL_QUERIES = {"wang"}  # sets evaluated with every image as a query (classic pr
 CALIBRATED = ("ukbench", "holidays")  # instance-level sets: "same group" = "same picture/object"
 
 
-def run_set(name: str, data_root: Path, work: Path, workers: int | None, config: EncoderConfig | None = None) -> dict:
+def run_set(
+    name: str, data_root: Path, work: Path, workers: int | None, config: EncoderConfig | None = None
+) -> dict:
     data = load_labelled_set(data_root / name)
     if name in ALL_QUERIES:
         data.queries = np.arange(len(data.paths))
@@ -46,7 +49,10 @@ def run_set(name: str, data_root: Path, work: Path, workers: int | None, config:
     t1 = time.time()
     base = baseline_metrics(data)
     t2 = time.time()
-    print(f"{name}: vecsearch {t1 - t0:.0f}s (build {ours['build_seconds']:.0f}s), baselines {t2 - t1:.0f}s", file=sys.stderr)
+    print(
+        f"{name}: vecsearch {t1 - t0:.0f}s (build {ours['build_seconds']:.0f}s), baselines {t2 - t1:.0f}s",
+        file=sys.stderr,
+    )
     return {"images": len(data.paths), "queries": len(data.queries), "vecsearch": ours, **base}
 
 
@@ -69,21 +75,57 @@ def section(results: dict[str, dict], started: str) -> str:
         if key:
             v = r["vecsearch"][key]
             best = max(r["pHash"][key], r["colour-hist"][key])
-            behind = [f"{k} ({b})" for k in METRICS for b in ("pHash", "colour-hist") if r[b][k] >= r["vecsearch"][k]]
-            target_rows.append([name, key, f"{v:.3f}", f"≥ {goal}", "met" if v >= goal else "**not met**",
-                                f"{best:.3f}", "yes" if v > best else "**no**", ", ".join(behind) or "none"])
+            behind = [
+                f"{k} ({b})"
+                for k in METRICS
+                for b in ("pHash", "colour-hist")
+                if r[b][k] >= r["vecsearch"][k]
+            ]
+            target_rows.append(
+                [
+                    name,
+                    key,
+                    f"{v:.3f}",
+                    f"≥ {goal}",
+                    "met" if v >= goal else "**not met**",
+                    f"{best:.3f}",
+                    "yes" if v > best else "**no**",
+                    ", ".join(behind) or "none",
+                ]
+            )
     out.append("\n### Targets\n\n")
-    out.append(md_table(["set", "metric", "vecsearch", "target", "", "best baseline", "beats both", "metrics where a baseline is ≥ vecsearch"], target_rows))
+    out.append(
+        md_table(
+            [
+                "set",
+                "metric",
+                "vecsearch",
+                "target",
+                "",
+                "best baseline",
+                "beats both",
+                "metrics where a baseline is ≥ vecsearch",
+            ],
+            target_rows,
+        )
+    )
     for name in CALIBRATED:
         if name not in results:
             continue
         v = results[name]["vecsearch"]
-        out.append(f"\n### Calibration on {name}: top-10 hits of every query (query excluded), relevant = same group; ECE = {v['ECE']:.3f}\n\n")
-        rows = [[b["bin"], b["n"], f"{100 * b['stated']:.1f}%", f"{100 * b['observed']:.1f}%"] for b in v["reliability"]]
+        out.append(
+            f"\n### Calibration on {name}: top-10 hits of every query (query excluded), relevant = same group; ECE = {v['ECE']:.3f}\n\n"
+        )
+        rows = [
+            [b["bin"], b["n"], f"{100 * b['stated']:.1f}%", f"{100 * b['observed']:.1f}%"]
+            for b in v["reliability"]
+        ]
         out.append(md_table(["stated %", "hits", "mean stated", "observed same-group"], rows))
         every = [v["ECE"], *v["ECE_other_seeds"]]
-        out.append(f"\nThe same hits under calibrations refitted on other random draws of sources and edits (seeds 1–{len(every) - 1}; the build's is seed 0): "
-                   f"ECE {', '.join(f'{e:.3f}' for e in v['ECE_other_seeds'])}; over all {len(every)}: mean {np.mean(every):.3f}, sd {np.std(every):.3f}.\n")
+        out.append(
+            f"\nThe same hits under calibrations refitted on other random draws of sources and edits (seeds 1–{len(every) - 1}; the build's is seed 0): "
+            f"ECE {', '.join(f'{e:.3f}' for e in v['ECE_other_seeds'])}; over all {len(every)}: mean {np.mean(every):.3f}, sd {np.std(every):.3f}.\n"
+        )
     return "".join(out)
 
 
@@ -103,10 +145,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    ap.add_argument("--work", type=Path, default=Path(__file__).parent / "work", help="where the indexes are built")
+    ap.add_argument(
+        "--work", type=Path, default=Path(__file__).parent / "work", help="where the indexes are built"
+    )
     ap.add_argument("--workers", type=int, default=None, help="build workers (default: every core)")
-    ap.add_argument("--config", nargs="+", metavar="FIELD=VALUE", help="evaluate a non-default encoder (e.g. colour_side=256): "
-                    "vecsearch's figures only, printed; bench/RESULTS.md is left alone")
+    ap.add_argument(
+        "--config",
+        nargs="+",
+        metavar="FIELD=VALUE",
+        help="evaluate a non-default encoder (e.g. colour_side=256): "
+        "vecsearch's figures only, printed; bench/RESULTS.md is left alone",
+    )
     args = ap.parse_args()
     if args.config:
         config = variant(args.config)

@@ -3,6 +3,7 @@
 Each bench owns the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``, so several
 benches (and hand-written notes) can share the file and a re-run replaces only its own figures.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,14 +24,19 @@ def command_line() -> str:
 
 def machine() -> str:
     """Cores, CPU model, load average and code version: figures mean little without them."""
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "unknown CPU")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        "unknown CPU",
+    )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {model}; load average {load}; {git_version()}"
 
 
 def git_version() -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=RESULTS.parent.parent, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=RESULTS.parent.parent, capture_output=True, text=True
+        ).stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "vecsearch")
     return f"commit {git('rev-parse', '--short', 'HEAD') or '?'}{' + uncommitted changes in vecsearch/' if dirty else ''}"
@@ -57,7 +63,9 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> None:
     block = f"{start}\n{body.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else "# vecsearch benchmark results\n"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -10,6 +10,7 @@ Most get a noise scale that makes a distinct image (distance like an unrelated p
 one (a near-duplicate of its source). The real originals keep their real paths so that calibration
 can read some images. Replaces the ``scale`` section of bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,7 +39,7 @@ BATCH = 50_000
 NEAR_DUP_SHARE = 0.05
 
 
-def real_vectors(data: Path, work: Path) -> tuple[list[str], np.ndarray, "vecsearch.Encoder"]:
+def real_vectors(data: Path, work: Path) -> tuple[list[str], np.ndarray, vecsearch.Encoder]:
     """Train an encoder on the real images and encode them (cached in ``work``)."""
     paths = [p for s in SETS for p in load_labelled_set(data / s).paths]
     enc_file, cache = work / "encoder.npz", work / "real.npz"
@@ -91,7 +91,9 @@ class Perturber:
         return v, src, ((v - self.real[src]) ** 2).sum(1)
 
 
-def write_vectors(out: Path, npy: Path, n: int, paths: list[str], real: np.ndarray, enc, mix: bool, seed: int = 0) -> np.ndarray:
+def write_vectors(
+    out: Path, npy: Path, n: int, paths: list[str], real: np.ndarray, enc, mix: bool, seed: int = 0
+) -> np.ndarray:
     """Write n vectors (the real ones first, under their real paths) as vector Parquet, in row
     batches, plus a float32 .npy copy for exact ground truth; returns each synthetic row's d² to its source."""
     rng = np.random.default_rng(seed)
@@ -113,8 +115,15 @@ def write_vectors(out: Path, npy: Path, n: int, paths: list[str], real: np.ndarr
                 d2s.append(d2)
                 names = [f"/synthetic/{i:07d}.jpg" for i in range(start, stop)]
             all_vecs[start:stop] = v
-            cols = {"path": pa.array(names), "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel(), pa.float32()), enc.dim)}
-            w.write_table(pa.Table.from_arrays([cols.get(f.name, pa.nulls(stop - start, f.type)) for f in schema], schema=schema))
+            cols = {
+                "path": pa.array(names),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel(), pa.float32()), enc.dim),
+            }
+            w.write_table(
+                pa.Table.from_arrays(
+                    [cols.get(f.name, pa.nulls(stop - start, f.type)) for f in schema], schema=schema
+                )
+            )
     all_vecs.flush()
     os.replace(tmp, out)
     return np.concatenate(d2s) if d2s else np.zeros(0)
@@ -140,7 +149,9 @@ def ground_truth(queries: np.ndarray, npy: Path, k: int = 10) -> np.ndarray:
     from faiss.contrib.exhaustive_search import knn_ground_truth
 
     x = np.load(npy, mmap_mode="r")
-    _, gt = knn_ground_truth(queries, (np.ascontiguousarray(x[s : s + 100_000]) for s in range(0, len(x), 100_000)), k)
+    _, gt = knn_ground_truth(
+        queries, (np.ascontiguousarray(x[s : s + 100_000]) for s in range(0, len(x), 100_000)), k
+    )
     return gt
 
 
@@ -148,12 +159,23 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth)]))
 
 
-def measure_index(label: str, index_dir: Path, vectors: Path, enc_file: Path, budget: str | None, queries, truth, reuse: bool) -> dict:
+def measure_index(
+    label: str,
+    index_dir: Path,
+    vectors: Path,
+    enc_file: Path,
+    budget: str | None,
+    queries,
+    truth,
+    reuse: bool,
+) -> dict:
     """Build (timed, CLI), info, bytes/image, batch QPS and recall@10 for one index configuration."""
     built = (index_dir / "manifest.json").exists() and reuse
     t_build, peak = None, None
     if built and index_dir.with_suffix(".build.json").exists():  # the figures of the run that built it
-        t_build, peak = (json.loads(index_dir.with_suffix(".build.json").read_text()).get(k) for k in ("build", "peak_gb"))
+        t_build, peak = (
+            json.loads(index_dir.with_suffix(".build.json").read_text()).get(k) for k in ("build", "peak_gb")
+        )
     if not built:
         shutil.rmtree(index_dir, ignore_errors=True)
         args = ["build", "--vectors", str(vectors), "--encoder", str(enc_file), "--index", str(index_dir)]
@@ -161,12 +183,17 @@ def measure_index(label: str, index_dir: Path, vectors: Path, enc_file: Path, bu
             args += ["--memory-budget", budget]
         t_build, _, err, peak = run_cli(*args)
         index_dir.with_suffix(".build.json").write_text(json.dumps({"build": t_build, "peak_gb": peak}))
-        print(f"[{label}] build {t_build:.0f}s; {err.strip().splitlines()[-1] if err.strip() else ''}", file=sys.stderr)
+        print(
+            f"[{label}] build {t_build:.0f}s; {err.strip().splitlines()[-1] if err.strip() else ''}",
+            file=sys.stderr,
+        )
     info = json.loads(run_cli("info", "--index", str(index_dir), "--format", "json")[1])
     idx = vecsearch.open(index_dir)
     size = idx.version.file("index").stat().st_size
     rerank_size = idx.exact.path.stat().st_size if idx.exact is not None else 0
-    idx.search_vectors(queries, k=10)  # warm the page cache (mmap'd lists, re-rank rows, metadata), as a live server's would be: both timings below see it warm
+    idx.search_vectors(
+        queries, k=10
+    )  # warm the page cache (mmap'd lists, re-rank rows, metadata), as a live server's would be: both timings below see it warm
     t0 = time.perf_counter()
     hits = idx.search_vectors(queries, k=10)
     t_search = time.perf_counter() - t0
@@ -175,12 +202,28 @@ def measure_index(label: str, index_dir: Path, vectors: Path, enc_file: Path, bu
     idx.faiss.search(queries, 10)
     t_raw = time.perf_counter() - t0
     ix = info["index"]
-    res = dict(label=label, build=t_build, peak_gb=peak, factory=ix["factory"], nlist=ix["nlist"], nprobe=ix["nprobe"],
-               build_recall=ix.get("recall_at_10"), bytes_per_image=size / info["images"], images=info["images"],
-               rerank_bytes=rerank_size / info["images"],
-               qps=len(queries) / t_search, qps_raw=len(queries) / t_raw, recall=recall_at(found, truth), info=info, idx=idx)
-    print(f"[{label}] {res['factory']} nprobe {res['nprobe']} build-recall {res['build_recall']}; {res['bytes_per_image']:.0f} B/image; "
-          f"search_vectors {res['qps']:.0f} q/s (raw faiss {res['qps_raw']:.0f} q/s), recall@10 {res['recall']:.3f}", file=sys.stderr)
+    res = dict(
+        label=label,
+        build=t_build,
+        peak_gb=peak,
+        factory=ix["factory"],
+        nlist=ix["nlist"],
+        nprobe=ix["nprobe"],
+        build_recall=ix.get("recall_at_10"),
+        bytes_per_image=size / info["images"],
+        images=info["images"],
+        rerank_bytes=rerank_size / info["images"],
+        qps=len(queries) / t_search,
+        qps_raw=len(queries) / t_raw,
+        recall=recall_at(found, truth),
+        info=info,
+        idx=idx,
+    )
+    print(
+        f"[{label}] {res['factory']} nprobe {res['nprobe']} build-recall {res['build_recall']}; {res['bytes_per_image']:.0f} B/image; "
+        f"search_vectors {res['qps']:.0f} q/s (raw faiss {res['qps_raw']:.0f} q/s), recall@10 {res['recall']:.3f}",
+        file=sys.stderr,
+    )
     return res
 
 
@@ -194,25 +237,42 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     ap.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "scale")
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--budget", nargs="*", default=[], help="also build with these --memory-budget values (e.g. 1G 512M)")
+    ap.add_argument(
+        "--budget", nargs="*", default=[], help="also build with these --memory-budget values (e.g. 1G 512M)"
+    )
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--model", choices=("noise", "mix"), default="noise",
-                    help="noise: real vector + noise (clouds around 2811 sources, easy for IVF); mix: between two real vectors + noise")
+    ap.add_argument(
+        "--model",
+        choices=("noise", "mix"),
+        default="noise",
+        help="noise: real vector + noise (clouds around 2811 sources, easy for IVF); mix: between two real vectors + noise",
+    )
     ap.add_argument("--reuse", action="store_true", help="reuse vectors and indexes already built in --work")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    started, t_all = header(f"Search at scale (bench/scale.py, --model {args.model})") + code_note(), time.perf_counter()
+    started, t_all = (
+        header(f"Search at scale (bench/scale.py, --model {args.model})") + code_note(),
+        time.perf_counter(),
+    )
 
     paths, real, enc = real_vectors(args.data, args.work)
     tag = f"{args.n}" if args.model == "noise" else f"{args.n}-{args.model}"
-    vec_file, npy, d2_file = (args.work / f"{name}-{tag}.{ext}" for name, ext in (("vectors", "parquet"), ("vectors", "npy"), ("d2", "npy")))
+    vec_file, npy, d2_file = (
+        args.work / f"{name}-{tag}.{ext}"
+        for name, ext in (("vectors", "parquet"), ("vectors", "npy"), ("d2", "npy"))
+    )
     if not (args.reuse and vec_file.exists() and npy.exists() and d2_file.exists()):
         t = time.perf_counter()
         np.save(d2_file, write_vectors(vec_file, npy, args.n, paths, real, enc, args.model == "mix"))
-        print(f"generate + write {args.n} vectors: {time.perf_counter() - t:.0f}s, {vec_file.stat().st_size / 2**30:.2f} GiB", file=sys.stderr)
+        print(
+            f"generate + write {args.n} vectors: {time.perf_counter() - t:.0f}s, {vec_file.stat().st_size / 2**30:.2f} GiB",
+            file=sys.stderr,
+        )
     d2 = np.load(d2_file)
 
-    queries, _, _ = Perturber(real, mix=args.model == "mix").make(1000, np.random.default_rng(99))  # fresh vectors, not in the index
+    queries, _, _ = Perturber(real, mix=args.model == "mix").make(
+        1000, np.random.default_rng(99)
+    )  # fresh vectors, not in the index
     t, gt_file = time.perf_counter(), args.work / f"truth-{tag}.npy"
     truth = np.load(gt_file) if args.reuse and gt_file.exists() else ground_truth(queries, npy)
     np.save(gt_file, truth)
@@ -220,7 +280,11 @@ def main() -> None:
     print(f"exact ground truth for 1000 queries: {t_gt:.0f}s", file=sys.stderr)
 
     enc_file = args.work / "encoder.npz"
-    results = [measure_index("raw vectors", args.work / f"index-{tag}", vec_file, enc_file, None, queries, truth, args.reuse)]
+    results = [
+        measure_index(
+            "raw vectors", args.work / f"index-{tag}", vec_file, enc_file, None, queries, truth, args.reuse
+        )
+    ]
     main_idx = results[0]["idx"]
     failures = []
     for b in args.budget:
@@ -229,18 +293,38 @@ def main() -> None:
             failures.append(failed.read_text())
             continue
         try:
-            results.append(measure_index(f"--memory-budget {b}", args.work / f"index-{tag}-{b}", vec_file, enc_file, b, queries, truth, args.reuse))
+            results.append(
+                measure_index(
+                    f"--memory-budget {b}",
+                    args.work / f"index-{tag}-{b}",
+                    vec_file,
+                    enc_file,
+                    b,
+                    queries,
+                    truth,
+                    args.reuse,
+                )
+            )
         except RuntimeError as e:  # a failed build is a result too
-            failures.append(f"`--memory-budget {b}`: the build failed after {time.perf_counter() - t:.0f} s: `{str(e).splitlines()[-1][-300:]}`")
+            failures.append(
+                f"`--memory-budget {b}`: the build failed after {time.perf_counter() - t:.0f} s: `{str(e).splitlines()[-1][-300:]}`"
+            )
             failed.write_text(failures[-1])
             print(failures[-1], file=sys.stderr)
 
     # One query process per index, alternating with the import floor so that load changes hit all alike.
-    walls = median_walls([[sys.executable, "-c", FLOOR]] + [[*vecsearch_command(), "query", paths[0], "--index", str(r["idx"].path)] for r in results], args.runs)
+    walls = median_walls(
+        [[sys.executable, "-c", FLOOR]]
+        + [[*vecsearch_command(), "query", paths[0], "--index", str(r["idx"].path)] for r in results],
+        args.runs,
+    )
     t_floor = walls[0]
     for r, t in zip(results, walls[1:]):
         r["query"] = t
-        print(f"[{r['label']}] CLI query {t * 1000:.0f} ms vs import floor {t_floor * 1000:.0f} ms", file=sys.stderr)
+        print(
+            f"[{r['label']}] CLI query {t * 1000:.0f} ms vs import floor {t_floor * 1000:.0f} ms",
+            file=sys.stderr,
+        )
     r90 = main_idx.calibration.distance_for(90)
     cal = results[0]["info"]["calibration"]
     fmt = lambda x, f: "(reused)" if x is None else format(x, f)  # noqa: E731
@@ -253,15 +337,46 @@ def main() -> None:
         f"all indexed paths, of which only ~{200 * len(real) / args.n:.1f} are expected to be real readable images; below 10 the "
         "example photos stand in).\n\n"
         + md_table(
-            ["index", "`vecsearch build --vectors` wall", "peak RSS", "faiss index (info)", "nlist", "nprobe", "recall@10 (build)", "index bytes/image (RAM)",
-             "re-rank file bytes/image (disk)", "`search_vectors` q/s (1000 queries, k=10)", "raw faiss q/s (no re-ranking)", "recall@10 vs exact (1000 fresh queries)",
-             f"one `vecsearch query` process, median of {args.runs}"],
-            [[r["label"], fmt(r["build"], ".0f") + " s", (fmt(r["peak_gb"], ".1f") + " GiB" if r["peak_gb"] is not None or r["build"] is None else "not recorded"), r["factory"], r["nlist"], r["nprobe"], f"{r['build_recall']:.3f}",
-              f"{r['bytes_per_image']:.0f}", f"{r['rerank_bytes']:.0f}" if r["rerank_bytes"] else "", f"{r['qps']:.0f}", f"{r['qps_raw']:.0f}", f"{r['recall']:.3f}",
-              f"{1000 * r['query']:.0f} ms ({r['query'] / t_floor:.2f}x the floor)"] for r in results],
+            [
+                "index",
+                "`vecsearch build --vectors` wall",
+                "peak RSS",
+                "faiss index (info)",
+                "nlist",
+                "nprobe",
+                "recall@10 (build)",
+                "index bytes/image (RAM)",
+                "re-rank file bytes/image (disk)",
+                "`search_vectors` q/s (1000 queries, k=10)",
+                "raw faiss q/s (no re-ranking)",
+                "recall@10 vs exact (1000 fresh queries)",
+                f"one `vecsearch query` process, median of {args.runs}",
+            ],
+            [
+                [
+                    r["label"],
+                    fmt(r["build"], ".0f") + " s",
+                    (
+                        fmt(r["peak_gb"], ".1f") + " GiB"
+                        if r["peak_gb"] is not None or r["build"] is None
+                        else "not recorded"
+                    ),
+                    r["factory"],
+                    r["nlist"],
+                    r["nprobe"],
+                    f"{r['build_recall']:.3f}",
+                    f"{r['bytes_per_image']:.0f}",
+                    f"{r['rerank_bytes']:.0f}" if r["rerank_bytes"] else "",
+                    f"{r['qps']:.0f}",
+                    f"{r['qps_raw']:.0f}",
+                    f"{r['recall']:.3f}",
+                    f"{1000 * r['query']:.0f} ms ({r['query'] / t_floor:.2f}x the floor)",
+                ]
+                for r in results
+            ],
         )
         + "".join(f"\n{f}\n" for f in failures)
-        + f"\nImport floor `python -c \"{FLOOR}\"`, median of {args.runs}: {1000 * t_floor:.0f} ms (the query processes alternate with it).\n"
+        + f'\nImport floor `python -c "{FLOOR}"`, median of {args.runs}: {1000 * t_floor:.0f} ms (the query processes alternate with it).\n'
         + f"\nExact ground truth (faiss `knn_ground_truth`, streamed IndexFlatL2) for 1000 queries: {t_gt:.0f} s{' (cached)' if t_gt < 5 else ''}. "
         "Build wall and peak RSS (of the build process and the workers it waited for) are those of the run that built the index. "
         f"Whole run: {time.perf_counter() - t_all:.0f} s. Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"

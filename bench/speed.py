@@ -7,6 +7,7 @@ of a CLI query (``python -c "import numpy, cv2, faiss, pyarrow"``), which no ``v
 process can beat. Files are read once beforehand so the page cache is warm for every timing.
 Replaces the ``speed`` section of bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,9 +78,17 @@ def main() -> None:
     t_many, _ = timed(index.search_many, paths, k=10)
     t_vectors, _ = timed(index.search_vectors, encoded.vectors, k=10)
 
-    rows = [[f"vecsearch.build, {label}", f"{t:.1f} s", f"{n / t:.1f}", f"{t / t_phash:.1f}x"] for label, t in builds.items()]
+    rows = [
+        [f"vecsearch.build, {label}", f"{t:.1f} s", f"{n / t:.1f}", f"{t / t_phash:.1f}x"]
+        for label, t in builds.items()
+    ]
     rows += [
-        ["Encoder.encode_files only (trained encoder, 1 process)", f"{t_encode:.1f} s", f"{n / t_encode:.1f}", f"{t_encode / t_phash:.1f}x"],
+        [
+            "Encoder.encode_files only (trained encoder, 1 process)",
+            f"{t_encode:.1f} s",
+            f"{n / t_encode:.1f}",
+            f"{t_encode / t_phash:.1f}x",
+        ],
         ["imagehash.phash (PIL decode, 1 process)", f"{t_phash:.1f} s", f"{n / t_phash:.1f}", "1.0x"],
     ]
     text = started + (
@@ -90,10 +99,26 @@ def main() -> None:
         + md_table(
             ["query", "time", "vs import floor"],
             [
-                [f"`vecsearch query IMG --index DIR` process, median of {args.runs} (alternating with the floor)", f"{1000 * t_query:.0f} ms", f"{t_query / t_floor:.2f}x"],
-                [f"import floor `python -c \"{FLOOR}\"`, median of {args.runs}", f"{1000 * t_floor:.0f} ms", "1.00x"],
-                [f"`Index.search_many` per query ({n} queries, k=10: decode + encode + search)", f"{1000 * t_many / n:.1f} ms", ""],
-                [f"`Index.search_vectors` per query ({n} precomputed vectors, k=10: search + %, paths)", f"{1000 * t_vectors / n:.3f} ms", ""],
+                [
+                    f"`vecsearch query IMG --index DIR` process, median of {args.runs} (alternating with the floor)",
+                    f"{1000 * t_query:.0f} ms",
+                    f"{t_query / t_floor:.2f}x",
+                ],
+                [
+                    f'import floor `python -c "{FLOOR}"`, median of {args.runs}',
+                    f"{1000 * t_floor:.0f} ms",
+                    "1.00x",
+                ],
+                [
+                    f"`Index.search_many` per query ({n} queries, k=10: decode + encode + search)",
+                    f"{1000 * t_many / n:.1f} ms",
+                    "",
+                ],
+                [
+                    f"`Index.search_vectors` per query ({n} precomputed vectors, k=10: search + %, paths)",
+                    f"{1000 * t_vectors / n:.3f} ms",
+                    "",
+                ],
             ],
         )
         + f"\nLoad average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine slows every figure).\n"

@@ -13,15 +13,16 @@ own. Stage times come from timing wrappers around the builder's stage functions 
 encode, index, calibrate, commit). The load average is printed because the machine is shared.
 Replaces the ``throughput`` section of bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
 import functools
+import multiprocessing as mp
 import os
 import shutil
 import sys
 import time
-import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -35,8 +36,14 @@ from vecsearch import builder, executors, images
 from vecsearch.encoder import EncoderConfig
 
 SIZES = {"640x480": (640, 480, WORK / "vga640"), "1920x1080": (1920, 1080, WORK / "hd1080")}
-STAGES = {"scan": "scan", "train": "train_encoder", "encode": "encode_to_chunks", "index": "fill_index",
-          "calibrate": "fit_calibration", "commit": "commit_version"}
+STAGES = {
+    "scan": "scan",
+    "train": "train_encoder",
+    "encode": "encode_to_chunks",
+    "index": "fill_index",
+    "calibrate": "fit_calibration",
+    "commit": "commit_version",
+}
 
 
 def _variant(job: tuple[int, str, int, int, str]) -> None:
@@ -75,7 +82,12 @@ def decode_rate(paths: list[str], max_side: int) -> float:
     """Images/s of ``images.load`` alone over the files, batches of 64 on the executor a build uses
     (default workers; its start is timed, as a build's is)."""
     t = time.perf_counter()
-    n = sum(r for _, r in executors.run(_decode_batch, max_side, ((i, paths[s : s + 64]) for i, s in enumerate(range(0, len(paths), 64)))))
+    n = sum(
+        r
+        for _, r in executors.run(
+            _decode_batch, max_side, ((i, paths[s : s + 64]) for i, s in enumerate(range(0, len(paths), 64)))
+        )
+    )
     return n / (time.perf_counter() - t)
 
 
@@ -92,6 +104,7 @@ def timed_build(paths: list[str], index: Path, **kwargs) -> tuple[float, dict[st
                 return fn(*a, **kw)
             finally:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+
         return timed
 
     shutil.rmtree(index, ignore_errors=True)
@@ -120,38 +133,82 @@ def main() -> None:
     sets = {size: variants(src, args.n, size) for size in SIZES}
     encoder = vecsearch.Encoder.load(trained_encoder(src))
     max_side = EncoderConfig().max_side
-    list(executors.run(_decode_batch, max_side, [(0, src[:2])]))  # start the process server, as a build's first stage does
+    list(
+        executors.run(_decode_batch, max_side, [(0, src[:2])])
+    )  # start the process server, as a build's first stage does
     started = header("Build throughput (bench/throughput.py)")
     rows, verdicts = [], []
     for label, paths in sets.items():
         n = len(paths)
         mb = warm(paths) / 2**20
         before = decode_rate(paths, max_side)
-        builds = {w: timed_build(paths, WORK / "throughput-index", encoder=encoder, workers=w) for w in (None, 0)}
+        builds = {
+            w: timed_build(paths, WORK / "throughput-index", encoder=encoder, workers=w) for w in (None, 0)
+        }
         after = decode_rate(paths, max_side)
         decode = (before + after) / 2
         print(f"{label}: decode {before:.0f}/{after:.0f}/s; builds {builds}", file=sys.stderr)
         for w, (wall, spent) in builds.items():
             rate = n / wall
-            rows.append([label, f"{n} ({mb / n * 1024:.0f} KB avg)", "all cores (default)" if w is None else "0 (in process)", f"{wall:.1f}",
-                         f"**{rate:.1f}**", f"{n / spent['encode']:.1f}", f"{decode:.0f} ({before:.0f} / {after:.0f})", f"{rate / decode:.2f}", _stages(spent)])
+            rows.append(
+                [
+                    label,
+                    f"{n} ({mb / n * 1024:.0f} KB avg)",
+                    "all cores (default)" if w is None else "0 (in process)",
+                    f"{wall:.1f}",
+                    f"**{rate:.1f}**",
+                    f"{n / spent['encode']:.1f}",
+                    f"{decode:.0f} ({before:.0f} / {after:.0f})",
+                    f"{rate / decode:.2f}",
+                    _stages(spent),
+                ]
+            )
         fast = n / builds[None][0]
         if label == "640x480":
-            verdicts.append(f"- 640x480, ≥ 150 images/s on 2 cores: {fast:.1f} images/s, **{'met' if fast >= 150 else 'missed'}** ({fast / 150:.2f}x the target; the decode-only ceiling here is {decode:.0f}/s)")
+            verdicts.append(
+                f"- 640x480, ≥ 150 images/s on 2 cores: {fast:.1f} images/s, **{'met' if fast >= 150 else 'missed'}** ({fast / 150:.2f}x the target; the decode-only ceiling here is {decode:.0f}/s)"
+            )
         else:
-            verdicts.append(f"- 1920x1080, ≥ half the decode-only rate: build/decode = {fast / decode:.2f}, **{'met' if fast >= decode / 2 else 'missed'}**")
+            verdicts.append(
+                f"- 1920x1080, ≥ half the decode-only rate: build/decode = {fast / decode:.2f}, **{'met' if fast >= decode / 2 else 'missed'}**"
+            )
     e2e_wall, e2e = timed_build(sets["640x480"], WORK / "throughput-index", workers=None)
-    rows.append(["640x480", str(args.n), "all cores, **trains its own encoder**", f"{e2e_wall:.1f}", f"{args.n / e2e_wall:.1f}",
-                 f"{args.n / e2e['encode']:.1f}", "", "", _stages(e2e)])
+    rows.append(
+        [
+            "640x480",
+            str(args.n),
+            "all cores, **trains its own encoder**",
+            f"{e2e_wall:.1f}",
+            f"{args.n / e2e_wall:.1f}",
+            f"{args.n / e2e['encode']:.1f}",
+            "",
+            "",
+            _stages(e2e),
+        ]
+    )
     text = started + (
         f"\n`vecsearch.build(paths, index, encoder=<trained Encoder>, workers=…, quiet=True)` from scratch into an empty directory "
         f"(scan, encode, index, calibrate, commit); the last row also trains (`encoder` not given). Decode-only = `vecsearch.images.load(path, {max_side})` (the encoder's max_side) "
         "(read, SHA-1, Pillow draft decode, EXIF, resize) on the build's process pool (2 workers), measured before and after the two builds of a set "
         f"(mean used for the ratio). Files: {args.n} per size made from the 1000 UKBench photos (crop 92–100% of each side, resize to the exact size, JPEG q90); "
         "in the page cache.\n\n"
-        + md_table(["set", "files", "workers", "build wall s", "build images/s", "encode stage images/s", "decode-only images/s, 2 workers (before / after)",
-                    "build / decode", "stage seconds"], rows)
-        + "\nTargets:\n\n" + "\n".join(verdicts) + "\n"
+        + md_table(
+            [
+                "set",
+                "files",
+                "workers",
+                "build wall s",
+                "build images/s",
+                "encode stage images/s",
+                "decode-only images/s, 2 workers (before / after)",
+                "build / decode",
+                "stage seconds",
+            ],
+            rows,
+        )
+        + "\nTargets:\n\n"
+        + "\n".join(verdicts)
+        + "\n"
         + f"\nLoad average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {len(os.sched_getaffinity(0))} cores "
         "(other engineers' jobs share them: absolute rates are lower than on an idle machine; ratios were measured in the same run).\n"
     )

@@ -32,6 +32,7 @@ Colour/texture blocks (each a √-normalised histogram with unit L2 norm):
 Suffix ``@full``: computed on the pixels ORB sees (max_side); otherwise on a copy shrunk to at most
 SMALL pixels on the longer side, which is cheaper and, for histograms, nearly the same.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ import numpy as np
 from vecsearch import encoder as enc_mod
 from vecsearch import images as imgs
 from vecsearch.encoder import Encoder, EncoderConfig, _l2
-from vecsearch.evaluate import load_labelled_set, retrieval_metrics, ranking
+from vecsearch.evaluate import load_labelled_set, ranking, retrieval_metrics
 from vecsearch.features import orb_descriptors
 from vecsearch.features.vlad import unpack_bits, vlad
 
@@ -171,7 +172,9 @@ def _edge_bins(bgr: np.ndarray, flat: float = 20.0):
 def _edge_grid(bgr, g):
     b, wgt = _edge_bins(bgr)
     stack = np.stack([b.astype(np.float32), wgt], axis=-1)
-    return _grid(stack, g, lambda c: np.bincount(c[..., 0].astype(np.int32).ravel(), c[..., 1].ravel(), minlength=9))
+    return _grid(
+        stack, g, lambda c: np.bincount(c[..., 0].astype(np.int32).ravel(), c[..., 1].ravel(), minlength=9)
+    )
 
 
 def block_edge_g2(bgr):
@@ -372,7 +375,12 @@ def quality(cand: Candidate) -> dict[str, float]:
     for name in SETS:
         m = metrics(name, encode_set(name, cand)[0])
         out[name] = m
-    return {"ukb_ns": out["ukbench"]["N-S"], "hol_map": out["holidays"]["mAP"], "wang_p10": out["wang"]["P@10"], "all": out}
+    return {
+        "ukb_ns": out["ukbench"]["N-S"],
+        "hol_map": out["holidays"]["mAP"],
+        "wang_p10": out["wang"]["P@10"],
+        "all": out,
+    }
 
 
 class patched_colour:
@@ -417,7 +425,11 @@ def check(cand: Candidate) -> dict[str, float]:
             ds = get_set(name)
             e = Encoder.fit(ds.paths, cand.config)
             out[name] = metrics(name, e.encode_files(ds.paths).vectors)
-    return {"ukb_ns": out["ukbench"]["N-S"], "hol_map": out["holidays"]["mAP"], "wang_p10": out["wang"]["P@10"]}
+    return {
+        "ukb_ns": out["ukbench"]["N-S"],
+        "hol_map": out["holidays"]["mAP"],
+        "wang_p10": out["wang"]["P@10"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,14 +446,36 @@ def candidates() -> list[Candidate]:
         C("A  default *"),
         C("B  default, colour on 256px copy", colour=(("hsv", 1.0), ("hsv_g2", 1.0))),
         C("C  default, w=.5", cfg(colour_weight=0.5)),
-        C("D  colour_bins=(16,4,4) on 256px copy, w=.5", cfg(colour_bins=(16, 4, 4), colour_weight=0.5), hsv16),
+        C(
+            "D  colour_bins=(16,4,4) on 256px copy, w=.5",
+            cfg(colour_bins=(16, 4, 4), colour_weight=0.5),
+            hsv16,
+        ),
         C("E  hsv16+texture, w=.5", cfg(colour_weight=0.5), tex),
         C("F  hsv16+texture, w=.4, 128 centres", cfg(colour_weight=0.4, n_centres=128), tex),
         C("G  hsv16+texture, w=.6, 32 centres", cfg(colour_weight=0.6, n_centres=32), tex),
         C("H  E + colour PCA128 whiten .25", cfg(colour_weight=0.5), tex, **w),
-        C("I  E + colour PCA128 whiten .5, w=.4", cfg(colour_weight=0.4), tex, colour_pca=128, colour_whiten=0.5),
-        C("I2 E + colour PCA128 whiten .5, w=.5", cfg(colour_weight=0.5), tex, colour_pca=128, colour_whiten=0.5),
-        C("I3 I2 at 480/700", cfg(colour_weight=0.5, max_side=480, n_features=700), tex, colour_pca=128, colour_whiten=0.5),
+        C(
+            "I  E + colour PCA128 whiten .5, w=.4",
+            cfg(colour_weight=0.4),
+            tex,
+            colour_pca=128,
+            colour_whiten=0.5,
+        ),
+        C(
+            "I2 E + colour PCA128 whiten .5, w=.5",
+            cfg(colour_weight=0.5),
+            tex,
+            colour_pca=128,
+            colour_whiten=0.5,
+        ),
+        C(
+            "I3 I2 at 480/700",
+            cfg(colour_weight=0.5, max_side=480, n_features=700),
+            tex,
+            colour_pca=128,
+            colour_whiten=0.5,
+        ),
         C("J  H at 512/1000", cfg(colour_weight=0.5, max_side=512), tex, **w),
         C("K  H at 480/1000", cfg(colour_weight=0.5, max_side=480), tex, **w),
         C("L  H at 512/700", cfg(colour_weight=0.5, max_side=512, n_features=700), tex, **w),
@@ -449,12 +483,39 @@ def candidates() -> list[Candidate]:
         C("N  H at 480/500", cfg(colour_weight=0.5, max_side=480, n_features=500), tex, **w),
         C("O  E at 480/700", cfg(colour_weight=0.5, max_side=480, n_features=700), tex),
         C("P  H at 480/700, w=.4", cfg(colour_weight=0.4, max_side=480, n_features=700), tex, **w),
-        C("R  H at 480/700, whiten .375", cfg(colour_weight=0.5, max_side=480, n_features=700), tex, colour_pca=128, colour_whiten=0.375),
-        C("S  H at 320/700 (JPEG draft 1/2: no resize)", cfg(colour_weight=0.5, max_side=320, n_features=700), tex, **w),
-        C("T  H at 320/1000, whiten .375  [recommended]", cfg(colour_weight=0.5, max_side=320), tex, colour_pca=128, colour_whiten=0.375),
-        C("U  H at 320/700, whiten .375", cfg(colour_weight=0.5, max_side=320, n_features=700), tex, colour_pca=128, colour_whiten=0.375),
+        C(
+            "R  H at 480/700, whiten .375",
+            cfg(colour_weight=0.5, max_side=480, n_features=700),
+            tex,
+            colour_pca=128,
+            colour_whiten=0.375,
+        ),
+        C(
+            "S  H at 320/700 (JPEG draft 1/2: no resize)",
+            cfg(colour_weight=0.5, max_side=320, n_features=700),
+            tex,
+            **w,
+        ),
+        C(
+            "T  H at 320/1000, whiten .375  [recommended]",
+            cfg(colour_weight=0.5, max_side=320),
+            tex,
+            colour_pca=128,
+            colour_whiten=0.375,
+        ),
+        C(
+            "U  H at 320/700, whiten .375",
+            cfg(colour_weight=0.5, max_side=320, n_features=700),
+            tex,
+            colour_pca=128,
+            colour_whiten=0.375,
+        ),
         C("V  E at 320/1000 (no colour PCA)", cfg(colour_weight=0.5, max_side=320), tex),
-        C("Q  E at 480/700, config-only fallback *", cfg(colour_weight=0.5, max_side=480, n_features=700), tex),
+        C(
+            "Q  E at 480/700, config-only fallback *",
+            cfg(colour_weight=0.5, max_side=480, n_features=700),
+            tex,
+        ),
     ]
 
 
@@ -469,7 +530,9 @@ def describe(c: Candidate) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-speed", action="store_true", help="skip timing")
-    ap.add_argument("--check", action="store_true", help="also run Encoder.fit/encode_files end to end for rows marked *")
+    ap.add_argument(
+        "--check", action="store_true", help="also run Encoder.fit/encode_files end to end for rows marked *"
+    )
     ap.add_argument("--only", default="", help="comma-separated row ids (label prefixes), e.g. A,E,T")
     args = ap.parse_args(argv)
     ids = [x for x in args.only.split(",") if x]
@@ -478,7 +541,10 @@ def main(argv=None) -> None:
     for i, c in enumerate(rows):
         q = quality(c)
         s = "" if args.no_speed else f"{speed(c):6.1f}"
-        print(f"{i:>3} {q['ukb_ns']:7.3f} {q['hol_map']:7.3f} {q['wang_p10']:9.3f} {s:>6}  {c.label}  [{describe(c)}]", flush=True)
+        print(
+            f"{i:>3} {q['ukb_ns']:7.3f} {q['hol_map']:7.3f} {q['wang_p10']:9.3f} {s:>6}  {c.label}  [{describe(c)}]",
+            flush=True,
+        )
         if args.check and c.label.endswith("*") and not c.colour_pca:
             e = check(c)
             print(f"    e2e {e['ukb_ns']:7.3f} {e['hol_map']:7.3f} {e['wang_p10']:9.3f}", flush=True)

@@ -1,4 +1,5 @@
 """Shared fixtures: real photos (the examples vecsearch ships), edited copies, bad files, built indexes."""
+
 from __future__ import annotations
 
 import shutil

@@ -4,6 +4,7 @@ Each file is named for what is wrong with it; ``make_corpus`` returns what vecse
 it: "index" (a valid image, however odd), "skip" (refused with a reason), or "either" (depends on
 the machine, e.g. permissions do not stop root).
 """
+
 from __future__ import annotations
 
 import io
@@ -45,10 +46,14 @@ def make_corpus(folder: str | os.PathLike, photo: str | os.PathLike) -> dict[str
     put("zero-bytes.jpg", b"", "skip")
     put("truncated.jpg", jpeg[: len(jpeg) // 2], "skip")
     put("truncated.png", png[: len(png) // 2], "skip")
-    put("random-bytes.jpg", np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes(), "skip")
+    put(
+        "random-bytes.jpg",
+        np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes(),
+        "skip",
+    )
     put("text-file.png", b"just some text, not an image\n" * 50, "skip")
     put("bomb-50000x50000.png", _png_claiming(50_000, 50_000), "skip")
-    grey16 = (np.asarray(rgb.convert("L"), np.uint16) * 257)
+    grey16 = np.asarray(rgb.convert("L"), np.uint16) * 257
     put("sixteen-bit.png", _save(Image.fromarray(grey16), "PNG"), "index")
     put("cmyk.jpg", _save(rgb.convert("CMYK"), "JPEG", quality=90), "index")
     put("greyscale.png", _save(rgb.convert("L"), "PNG"), "index")
@@ -57,7 +62,11 @@ def make_corpus(folder: str | os.PathLike, photo: str | os.PathLike) -> dict[str
     alpha.putalpha(Image.linear_gradient("L").resize(rgb.size))
     put("alpha.png", _save(alpha, "PNG"), "index")
     frames = [rgb.rotate(a) for a in (0, 10, 20)]
-    put("animated.gif", _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0), "index")
+    put(
+        "animated.gif",
+        _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0),
+        "index",
+    )
     put("multipage.tiff", _save(frames[0], "TIFF", save_all=True, append_images=frames[1:]), "index")
     put("image.webp", _save(rgb, "WEBP", quality=80), "index")
     put("one-pixel.png", _save(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"), "index")
@@ -65,10 +74,14 @@ def make_corpus(folder: str | os.PathLike, photo: str | os.PathLike) -> dict[str
     put("upright.jpg", jpeg, "index")
     exif = Image.Exif()
     exif[0x0112] = 6  # stored turned 90° anticlockwise: viewers rotate it back clockwise
-    put("exif-rotated.jpg", _save(rgb.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=90, exif=exif), "index")
+    put(
+        "exif-rotated.jpg",
+        _save(rgb.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=90, exif=exif),
+        "index",
+    )
     put("name with spaces.jpg", jpeg, "index")
     put("name\nwith newline.jpg", jpeg, "index")
-    put("quote's \"name\".jpg", jpeg, "index")
+    put('quote\'s "name".jpg', jpeg, "index")
     put("no-permission.jpg", jpeg, "either")
     os.chmod(folder / "no-permission.jpg", 0)
     os.symlink(folder / "does-not-exist.jpg", folder / "dangling-link.jpg")
@@ -86,6 +99,8 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent.parent))
     from vecsearch.encoder import example_images
 
-    out = make_corpus(sys.argv[1] if len(sys.argv) > 1 else "hostile", next(p for p in example_images() if "chelsea" in p))
+    out = make_corpus(
+        sys.argv[1] if len(sys.argv) > 1 else "hostile", next(p for p in example_images() if "chelsea" in p)
+    )
     for name, what in sorted(out.items()):
         print(f"{what:6}  {name!r}")

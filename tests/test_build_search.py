@@ -1,17 +1,16 @@
 """End to end on real photos: build an index, query it with edited copies and strangers."""
+
 import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import mild_edit, write_bad_files
 
 import vecsearch
 from vecsearch import builder as vb
-from vecsearch import vectors as vt
 from vecsearch import store
-
-from conftest import mild_edit, write_bad_files
 
 
 def test_edited_copy_comes_back_first_at_90_percent(built, examples):
@@ -62,7 +61,9 @@ def test_resume_after_interruption_gives_the_same_index(tmp_path, photo_dir, enc
     first = encoder.encode_files(paths[:3], vb.copy_plan(len(paths)))
     work.write_chunk(0, vb._chunk(first, encoder))
     resumed = vecsearch.build([photo_dir], root, encoder=encoder, workers=0, batch_size=3, quiet=True)
-    straight = vecsearch.build([photo_dir], tmp_path / "idx2", encoder=encoder, workers=0, batch_size=3, quiet=True)
+    straight = vecsearch.build(
+        [photo_dir], tmp_path / "idx2", encoder=encoder, workers=0, batch_size=3, quiet=True
+    )
     assert not (root / store.WORK).exists()
     a, b = resumed.metadata(), straight.metadata()
     assert a["id"].to_pylist() == b["id"].to_pylist() and a["path"].to_pylist() == b["path"].to_pylist()
@@ -80,7 +81,9 @@ def test_rebuild_makes_a_new_version_and_removes_old_files(tmp_path, photo_dir, 
     assert (one.version.number, two.version.number, three.version.number) == (1, 2, 3)
     assert two.encoder.fingerprint() == encoder.fingerprint()
     names = {p.name for p in root.iterdir() if not p.name.startswith(".")}
-    assert "index.000001.faiss" not in names and "metadata.000001.parquet" not in names  # two versions back: gone
+    assert (
+        "index.000001.faiss" not in names and "metadata.000001.parquet" not in names
+    )  # two versions back: gone
     assert "index.000002.faiss" in names  # previous: kept for readers still on it
     assert names >= {"encoder.000001.npz"}  # the unchanged encoder is shared, not copied
     assert len(vecsearch.open(root)) == len(one)
@@ -101,19 +104,27 @@ def test_parallel_build_equals_in_process_build(tmp_path, photo_dir, encoder):
 def test_calibration_copies_made_while_encoding_equal_those_made_later(tmp_path, photo_dir, encoder):
     """A build makes its calibration copies from the pixels it decodes anyway; a refit (or a build
     from vectors) makes them from the files on the executor. Both must be the same copies."""
-    from vecsearch.edits import CopyPlan, encode_copies
-
-    from vecsearch.edits import edited_copies
+    from vecsearch.edits import CopyPlan, edited_copies, encode_copies
     from vecsearch.images import load
 
     paths, _ = vb.scan([photo_dir], quiet=True)
     plan = CopyPlan(rate=0.5, copies=3, seed=7)
     assert 0 < sum(map(plan.wants, paths)) < len(paths)
-    assert {p for p in paths if CopyPlan(0.5, 3, seed=8).wants(p)} != {p for p in paths if plan.wants(p)}  # another seed, another sample
+    assert {p for p in paths if CopyPlan(0.5, 3, seed=8).wants(p)} != {
+        p for p in paths if plan.wants(p)
+    }  # another seed, another sample
     # A seed whose edits enlarge some image past the encoder's working size (it must be shrunk back,
     # as a query would be). Edits depend on the path, and tmp paths change from run to run.
     pixels = {p: load(p, encoder.config.max_side)[0] for p in paths}
-    seed = next(s for s in range(200) if any(max(e.shape[:2]) > encoder.config.max_side for p in paths for e in edited_copies(pixels[p], p, 6, s)))
+    seed = next(
+        s
+        for s in range(200)
+        if any(
+            max(e.shape[:2]) > encoder.config.max_side
+            for p in paths
+            for e in edited_copies(pixels[p], p, 6, s)
+        )
+    )
     made = encoder.encode_files(paths, CopyPlan(rate=1.0, copies=6, seed=seed)).copies
     assert list(made) == paths
     later = encode_copies(encoder, paths, copies=6, seed=seed)

@@ -18,6 +18,8 @@ def test_fit_is_monotone_and_exact_match_is_100():
 def test_json_round_trip_and_damage():
     cal = fit(np.array([0.1, 0.2, 0.3]), np.array([0.5, 0.9, 1.2]))
     again = Calibration.from_json(cal.to_json())
-    np.testing.assert_allclose(again.percent(np.array([0.25, 0.7])), cal.percent(np.array([0.25, 0.7])), atol=1e-4)
+    np.testing.assert_allclose(
+        again.percent(np.array([0.25, 0.7])), cal.percent(np.array([0.25, 0.7])), atol=1e-4
+    )
     with pytest.raises(ValueError, match="damaged calibration"):
         Calibration.from_json('{"distance": [1, 0], "probability": [1, 0]}', "x.json")

@@ -1,4 +1,5 @@
 """The vecsearch command as a user runs it: a real process, stdout for results, stderr for the rest."""
+
 import csv
 import io
 import json
@@ -9,7 +10,9 @@ import pytest
 
 
 def run(*args, ok=True):
-    p = subprocess.run([sys.executable, "-m", "vecsearch.cli", *map(str, args)], capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "vecsearch.cli", *map(str, args)], capture_output=True, text=True
+    )
     assert "Traceback" not in p.stderr, p.stderr
     if ok:
         assert p.returncode == 0, p.stderr
@@ -18,14 +21,26 @@ def run(*args, ok=True):
 
 def test_query_formats(built, examples):
     q = next(p for p in examples if "coffee" in p)
-    rows = [json.loads(line) for line in run("query", q, "--index", built.path, "--k", 3, "--format", "json").stdout.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in run("query", q, "--index", built.path, "--k", 3, "--format", "json").stdout.splitlines()
+    ]
     assert len(rows) == 3 and rows[0]["path"].endswith("coffee.jpg") and rows[0]["similarity"] == 100.0
     assert [r["rank"] for r in rows] == [1, 2, 3]
-    table = list(csv.DictReader(io.StringIO(run("query", q, "--index", built.path, "--k", 2, "--format", "csv").stdout)))
+    table = list(
+        csv.DictReader(
+            io.StringIO(run("query", q, "--index", built.path, "--k", 2, "--format", "csv").stdout)
+        )
+    )
     assert table[0]["path"].endswith("coffee.jpg") and len(table) == 2
     text = run("query", q, "--index", built.path, "--k", 2).stdout
     assert "coffee.jpg" in text and "similarity" in text
-    assert run("query", q, "--index", built.path, "--min-similarity", 99.5, "--format", "json").stdout.count("\n") == 1
+    assert (
+        run("query", q, "--index", built.path, "--min-similarity", 99.5, "--format", "json").stdout.count(
+            "\n"
+        )
+        == 1
+    )
 
 
 def test_build_and_info(tmp_path, photo_dir, encoder):
@@ -34,7 +49,9 @@ def test_build_and_info(tmp_path, photo_dir, encoder):
     assert "indexed 10 images" in p.stderr and p.stdout == ""
     info = json.loads(run("info", "--index", tmp_path / "idx", "--format", "json").stdout)
     assert info["images"] == 10 and info["index"]["factory"] == "IVF1,Flat"
-    assert info["encoder"]["config"]["colour_side"] == encoder.config.colour_side  # every setting, even those older files leave out
+    assert (
+        info["encoder"]["config"]["colour_side"] == encoder.config.colour_side
+    )  # every setting, even those older files leave out
     assert "recall@10" in run("info", "--index", tmp_path / "idx").stdout
 
 

@@ -1,14 +1,14 @@
 """SIGKILL builds and adds at random moments; queries run while writers commit. Nothing is lost."""
+
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from torture import cli, concurrent_queries, kill_trials
 
 import vecsearch
 from vecsearch.check import check
-
-from torture import cli, concurrent_queries, kill_trials
 
 pytestmark = pytest.mark.slow
 TRIALS = 20
@@ -32,7 +32,10 @@ def test_killed_builds_adds_and_removes_leave_a_sound_index(tmp_path, sources, b
     assert report.failures == [] and report.trials == TRIALS
     assert report.killed >= TRIALS // 3, report.killed  # removes are quick: most finish before their kill
     # Resuming: the same command run to the end gives the same index as an uninterrupted build.
-    subprocess.run(cli("build", sources / "base", "--index", idx, "--encoder", built.path, "--workers", 0, "--quiet"), check=True)
+    subprocess.run(
+        cli("build", sources / "base", "--index", idx, "--encoder", built.path, "--workers", 0, "--quiet"),
+        check=True,
+    )
     clean = vecsearch.build([sources / "base"], tmp_path / "clean", encoder=built.path, workers=0, quiet=True)
     resumed = vecsearch.open(idx)
     assert resumed.metadata()["path"].to_pylist() == clean.metadata()["path"].to_pylist()
@@ -61,6 +64,12 @@ def test_a_second_writer_is_refused_clearly(tmp_path, sources, built):
     vecsearch.build([sources / "base"], idx, encoder=built.path, workers=0, quiet=True)
     with store.writer_lock(idx):
         for args in (["add", sources / "more"], ["remove", "--missing"], ["build", sources / "more"]):
-            p = subprocess.run(cli(*args, "--index", idx, "--workers", 0) if args[0] != "remove" else cli(*args, "--index", idx), capture_output=True, text=True)
+            p = subprocess.run(
+                cli(*args, "--index", idx, "--workers", 0)
+                if args[0] != "remove"
+                else cli(*args, "--index", idx),
+                capture_output=True,
+                text=True,
+            )
             assert p.returncode == 2 and "another vecsearch process is writing" in p.stderr, p.stderr
     assert vecsearch.open(idx).version.number == 1 and check(idx) == []

@@ -1,4 +1,5 @@
 """A real Dask LocalCluster (worker processes): the cluster path gives what the local one gives."""
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -11,7 +12,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as c:
         yield c
 
 
@@ -20,10 +23,19 @@ def _results(index, queries):
 
 
 def test_build_on_a_cluster_equals_in_process(cluster, tmp_path, photo_dir, built, examples):
-    on_cluster = vecsearch.build([photo_dir], tmp_path / "idx", encoder=built.path, scheduler=cluster.scheduler_address, batch_size=3, quiet=True)
+    on_cluster = vecsearch.build(
+        [photo_dir],
+        tmp_path / "idx",
+        encoder=built.path,
+        scheduler=cluster.scheduler_address,
+        batch_size=3,
+        quiet=True,
+    )
     assert on_cluster.metadata()["path"].to_pylist() == built.metadata()["path"].to_pylist()
     assert _results(on_cluster, examples) == _results(built, examples)
-    assert on_cluster.calibration.to_json() == built.calibration.to_json()  # its copies were encoded on the cluster too
+    assert (
+        on_cluster.calibration.to_json() == built.calibration.to_json()
+    )  # its copies were encoded on the cluster too
 
 
 def test_dask_bag_pipeline_to_parquet_then_index(cluster, tmp_path, photo_dir, built, examples):
@@ -41,7 +53,9 @@ def test_dask_bag_pipeline_to_parquet_then_index(cluster, tmp_path, photo_dir, b
         return [len(t)]
 
     with distributed.Client(cluster) as client:
-        counts = dask_bag.from_sequence(paths, npartitions=3).map_partitions(encode_partition, encoder).compute()
+        counts = (
+            dask_bag.from_sequence(paths, npartitions=3).map_partitions(encode_partition, encoder).compute()
+        )
     assert sum(counts) == len(paths) and len(list(out.glob("*.parquet"))) == 3
     index = vecsearch.build(None, tmp_path / "idx", vectors=out, encoder=built.path, quiet=True)
     assert sorted(index.metadata()["path"].to_pylist()) == sorted(built.metadata()["path"].to_pylist())

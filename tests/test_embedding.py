@@ -1,4 +1,5 @@
 """Vectors in and out: Arrow tables, Parquet files, and indexes built from them."""
+
 import pickle
 
 import numpy as np
@@ -25,7 +26,10 @@ def test_embed_file_round_trip_gives_the_same_search_results(built, photo_dir, t
     out = vecsearch.embed([photo_dir], built.path, tmp_path / "v.parquet", workers=2)
     assert not list(tmp_path.glob(".*tmp"))  # written under a temporary name, then renamed
     t = pq.read_table(out)
-    assert t.num_rows == len(built) and t.schema.metadata[b"vecsearch.encoder"].decode() == built.encoder.fingerprint()
+    assert (
+        t.num_rows == len(built)
+        and t.schema.metadata[b"vecsearch.encoder"].decode() == built.encoder.fingerprint()
+    )
     from_vectors = vecsearch.build(None, tmp_path / "idx", vectors=out, encoder=built.path, quiet=True)
     queries = examples[:6]
     a = [[(h.path, round(h.distance, 4)) for h in hits] for hits in built.search_many(queries, k=4)]
@@ -43,7 +47,9 @@ def test_vectors_from_another_encoder_are_refused(built, photo_dir, tmp_path, ex
 
 
 def test_train_alone_then_share(tmp_path, examples, photo_dir):
-    enc = vecsearch.train(examples, tmp_path / "enc", config=vecsearch.EncoderConfig(pca_dim=32, n_centres=16, n_features=300))
+    enc = vecsearch.train(
+        examples, tmp_path / "enc", config=vecsearch.EncoderConfig(pca_dim=32, n_centres=16, n_features=300)
+    )
     assert (tmp_path / "enc" / "encoder.npz").is_file()
     a = vecsearch.build([photo_dir], tmp_path / "a", encoder=tmp_path / "enc", workers=0, quiet=True)
     assert a.encoder.fingerprint() == enc.fingerprint() == Encoder.load(tmp_path / "enc").fingerprint()
@@ -57,8 +63,12 @@ def test_reading_a_vector_file_holds_one_row_group_at_a_time(tmp_path):
 
     rows, group, dim = 100_000, 4_000, 256
     v = np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32)
-    table = pa.table({"path": [f"/x/{i}.jpg" for i in range(rows)],
-                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim)})
+    table = pa.table(
+        {
+            "path": [f"/x/{i}.jpg" for i in range(rows)],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim),
+        }
+    )
     pq.write_table(table, tmp_path / "v.parquet", row_group_size=group, compression="none")
     pool = pa.default_memory_pool()
     start, most, seen = pool.bytes_allocated(), 0, 0
@@ -68,4 +78,6 @@ def test_reading_a_vector_file_holds_one_row_group_at_a_time(tmp_path):
         seen += len(t)
     assert seen == rows
     row_group_bytes = group * dim * 4  # the file holds 25 of them
-    assert most < 8 * row_group_bytes, f"{most / 2**20:.0f} MB held while reading a {v.nbytes / 2**20:.0f} MB file"
+    assert most < 8 * row_group_bytes, (
+        f"{most / 2**20:.0f} MB held while reading a {v.nbytes / 2**20:.0f} MB file"
+    )

@@ -64,7 +64,9 @@ def test_damaged_encoder_file_gives_clear_error(tmp_path):
         Encoder.load(f)
 
 
-def test_an_encoder_saved_before_colour_side_existed_keeps_its_fingerprint_and_its_vectors(encoder, examples, tmp_path):
+def test_an_encoder_saved_before_colour_side_existed_keeps_its_fingerprint_and_its_vectors(
+    encoder, examples, tmp_path
+):
     """Indexes built before the colour copy shrank from 256 to 160 px must go on encoding queries
     as they encoded their images, under the fingerprint their vector files and manifests name."""
     import dataclasses
@@ -77,11 +79,18 @@ def test_an_encoder_saved_before_colour_side_existed_keeps_its_fingerprint_and_i
     with np.load(path) as z:
         stored = str(z["config"])
     assert "colour_side" not in stored  # written as vecsearch wrote it before the field existed
-    h = hashlib.sha1(json.dumps({k: v for k, v in dataclasses.asdict(old_config).items() if k != "colour_side"}, sort_keys=True).encode())
+    h = hashlib.sha1(
+        json.dumps(
+            {k: v for k, v in dataclasses.asdict(old_config).items() if k != "colour_side"}, sort_keys=True
+        ).encode()
+    )
     for k in Encoder.STATE:
         h.update(getattr(encoder, k).tobytes())
     loaded = Encoder.load(path)
-    assert loaded.config.colour_side == 256 and loaded.fingerprint() == h.hexdigest()[:16] != encoder.fingerprint()
+    assert (
+        loaded.config.colour_side == 256
+        and loaded.fingerprint() == h.hexdigest()[:16] != encoder.fingerprint()
+    )
     v = loaded.encode(examples)
     np.testing.assert_array_equal(v, old.encode(examples))
     assert np.abs(v - encoder.encode(examples)).max() > 1e-3  # the setting is honoured, not ignored

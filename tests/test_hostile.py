@@ -1,12 +1,12 @@
 """A corpus of hostile files: every one is indexed correctly or skipped with a clear reason."""
+
 import os
 
 import pytest
+from hostile import make_corpus
 
 import vecsearch
 from vecsearch.images import ImageError
-
-from hostile import make_corpus
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,9 @@ def corpus(tmp_path_factory, examples):
 @pytest.fixture(scope="module")
 def hostile_index(corpus, tmp_path_factory, encoder):
     folder, _ = corpus
-    return vecsearch.build([folder], tmp_path_factory.mktemp("hidx") / "i", encoder=encoder, workers=2, batch_size=4, quiet=True)
+    return vecsearch.build(
+        [folder], tmp_path_factory.mktemp("hidx") / "i", encoder=encoder, workers=2, batch_size=4, quiet=True
+    )
 
 
 def test_every_file_is_indexed_or_skipped_with_a_reason(corpus, hostile_index):
@@ -43,19 +45,35 @@ def test_every_file_is_indexed_or_skipped_with_a_reason(corpus, hostile_index):
 
 def test_exif_rotated_copy_matches_its_upright_twin(corpus, hostile_index):
     folder, _ = corpus
-    hits = hostile_index.search(str(folder / "exif-rotated.jpg"), k=10)  # its byte-identical siblings tie with it
+    hits = hostile_index.search(
+        str(folder / "exif-rotated.jpg"), k=10
+    )  # its byte-identical siblings tie with it
     upright = [h for h in hits if h.path.endswith("upright.jpg")]
     assert upright and upright[0].similarity >= 90 and upright[0].distance < 0.1
 
 
-@pytest.mark.parametrize("name", ["zero-bytes.jpg", "truncated.png", "random-bytes.jpg", "bomb-50000x50000.png", "dangling-link.jpg"])
+@pytest.mark.parametrize(
+    "name",
+    ["zero-bytes.jpg", "truncated.png", "random-bytes.jpg", "bomb-50000x50000.png", "dangling-link.jpg"],
+)
 def test_hostile_queries_get_a_clear_error(corpus, hostile_index, name):
     folder, _ = corpus
     with pytest.raises(ImageError, match=name.split(".")[0].split("-")[0]):
         hostile_index.search(str(folder / name))
 
 
-@pytest.mark.parametrize("name", ["one-pixel.png", "strip-10000x10.png", "sixteen-bit.png", "animated.gif", "multipage.tiff", "image.webp", "cmyk.jpg"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "one-pixel.png",
+        "strip-10000x10.png",
+        "sixteen-bit.png",
+        "animated.gif",
+        "multipage.tiff",
+        "image.webp",
+        "cmyk.jpg",
+    ],
+)
 def test_odd_but_valid_queries_get_an_answer(corpus, hostile_index, name):
     folder, _ = corpus
     hits = hostile_index.search(str(folder / name), k=8)  # grey and colour twins may tie with it

@@ -39,7 +39,11 @@ def test_decode_limits_longer_side_and_reports_full_size(examples):
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "CMYK", "I;16"])
 def test_decode_modes(photo, mode):
-    im = photo.convert(mode) if mode != "I;16" else Image.fromarray((np.asarray(photo.convert("L")).astype(np.uint16) * 257))
+    im = (
+        photo.convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257)
+    )
     fmt = "JPEG" if mode == "CMYK" else "PNG"
     pixels, _, _ = imgs.decode(_encoded(im, fmt), 640)
     assert pixels.shape[2] == 3 and pixels.dtype == np.uint8
@@ -58,7 +62,11 @@ def test_exif_rotation_is_applied(photo):
 
 @pytest.mark.parametrize(
     "data, reason",
-    [(b"", "empty"), (b"hello world" * 20, "not a recognised image"), (_png_header_only(50_000, 50_000), "too large")],
+    [
+        (b"", "empty"),
+        (b"hello world" * 20, "not a recognised image"),
+        (_png_header_only(50_000, 50_000), "too large"),
+    ],
 )
 def test_bad_bytes_raise_image_error(data, reason):
     with pytest.raises(imgs.ImageError, match=reason):
@@ -88,7 +96,11 @@ def test_iter_image_paths_walks_globs_lists_and_reports_missing(tmp_path, exampl
     listing = tmp_path / "list.txt"
     listing.write_text(f"{examples[3]}\n# a comment\n{examples[3]}\n")
     problems = []
-    found = list(imgs.iter_image_paths([tmp_path / "a", str(tmp_path / "a" / "*.jpg"), listing, tmp_path / "missing"], problems))
+    found = list(
+        imgs.iter_image_paths(
+            [tmp_path / "a", str(tmp_path / "a" / "*.jpg"), listing, tmp_path / "missing"], problems
+        )
+    )
     assert len(found) == 4 and len(set(found)) == 4  # each file once, however often it is named
     assert all(os.path.isabs(p) for p in found)
     assert [p.reason for p in problems] == ["no such file or directory"]

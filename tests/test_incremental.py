@@ -1,4 +1,5 @@
 """add / remove: only new or changed files are encoded, each change is one new version."""
+
 import os
 import shutil
 import time
@@ -77,30 +78,61 @@ def test_pq_index_reranks_exactly_through_add_and_remove(tmp_path, examples, enc
 
     rng = np.random.default_rng(0)
     real = encoder.encode(examples)
-    noisy = real[np.arange(21_000) % len(real)] + 0.05 * rng.standard_normal((21_000, encoder.dim)).astype(np.float32)
+    noisy = real[np.arange(21_000) % len(real)] + 0.05 * rng.standard_normal((21_000, encoder.dim)).astype(
+        np.float32
+    )
     noisy[: len(real)] = real
     noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
     paths = examples + [f"/synthetic/{i}.jpg" for i in range(len(real), len(noisy))]
     root = tmp_path / "idx"
-    index = vecsearch.build(None, root, vectors=_vector_file(tmp_path / "v.parquet", encoder, noisy, paths),
-                            encoder=encoder, memory_budget="2M", workers=0, quiet=True)
-    assert ",PQ" in index.manifest["index"]["factory"] and index.manifest["index"]["rerank"] and index.exact is not None
+    index = vecsearch.build(
+        None,
+        root,
+        vectors=_vector_file(tmp_path / "v.parquet", encoder, noisy, paths),
+        encoder=encoder,
+        memory_budget="2M",
+        workers=0,
+        quiet=True,
+    )
+    assert (
+        ",PQ" in index.manifest["index"]["factory"]
+        and index.manifest["index"]["rerank"]
+        and index.exact is not None
+    )
     # Tight clusters of near-equidistant points: PQ ranks them poorly, so the build raised the re-ranking factor past 8.
-    assert index.manifest["index"]["recall_at_10"] >= 0.95 and index.manifest["index"]["rerank"] > 8 and index.exact.factor == index.manifest["index"]["rerank"]
-    assert index.calibration.fitted_on["positives"] >= 100  # few paths readable here: the example photos stand in, 10 copies each
+    assert (
+        index.manifest["index"]["recall_at_10"] >= 0.95
+        and index.manifest["index"]["rerank"] > 8
+        and index.exact.factor == index.manifest["index"]["rerank"]
+    )
+    assert (
+        index.calibration.fitted_on["positives"] >= 100
+    )  # few paths readable here: the example photos stand in, 10 copies each
     hit = index.search(examples[3], k=3)[0]
     assert hit.path == examples[3] and hit.distance < 1e-3 and hit.similarity > 99
 
     fresh = real[:2] + 0.3 * rng.standard_normal((2, encoder.dim)).astype(np.float32)
     fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
-    grown = vecsearch.add(None, root, vectors=_vector_file(tmp_path / "more.parquet", encoder, fresh, ["/new/a.jpg", "/new/b.jpg"]), quiet=True)
-    assert len(grown) == len(noisy) + 2 and grown.manifest["files"]["rerank"]["name"] != index.manifest["files"]["rerank"]["name"]
+    grown = vecsearch.add(
+        None,
+        root,
+        vectors=_vector_file(tmp_path / "more.parquet", encoder, fresh, ["/new/a.jpg", "/new/b.jpg"]),
+        quiet=True,
+    )
+    assert (
+        len(grown) == len(noisy) + 2
+        and grown.manifest["files"]["rerank"]["name"] != index.manifest["files"]["rerank"]["name"]
+    )
     found = grown.search_vectors(fresh, k=1)
-    assert [h[0].path for h in found] == ["/new/a.jpg", "/new/b.jpg"] and max(h[0].distance for h in found) < 1e-3
+    assert [h[0].path for h in found] == ["/new/a.jpg", "/new/b.jpg"] and max(
+        h[0].distance for h in found
+    ) < 1e-3
 
     assert vecsearch.remove([examples[3]], root, quiet=True) == 1
     shrunk = vecsearch.open(root)
-    assert shrunk.manifest["files"]["rerank"] == grown.manifest["files"]["rerank"]  # unchanged rows: the same file
+    assert (
+        shrunk.manifest["files"]["rerank"] == grown.manifest["files"]["rerank"]
+    )  # unchanged rows: the same file
     assert examples[3] not in [h.path for h in shrunk.search(examples[3], k=5)]
     assert check(root) == []
 

@@ -1,4 +1,3 @@
-import faiss
 import numpy as np
 import pytest
 
@@ -32,18 +31,26 @@ def test_compressed_indexes_take_ids_and_reach_their_recall(budget, codes, tmp_p
     nprobe, recall = vi.tune_nprobe(index, x[:200], vi.exact_neighbours(x[:200], iter([x])) + 10)
     assert recall > (0.9 if codes == "SQ8" else 0.5)
     stored = vi.reconstruct(index, [10 + 5, 10 + 7])  # decoded codes: near the vectors, not equal
-    assert stored.shape == (2, 64) and 0 < np.abs(stored - x[[5, 7]]).max() < (0.05 if codes == "SQ8" else 1.0)
+    assert stored.shape == (2, 64) and 0 < np.abs(stored - x[[5, 7]]).max() < (
+        0.05 if codes == "SQ8" else 1.0
+    )
     assert bool(spec.rerank) == (codes == "PQ")
     if spec.rerank:  # PQ ranking is what limits its recall (nprobe went up to nlist): re-ranking lifts it
         rows = rerank.create(tmp_path / "r.npy", len(x) + 10, 64)
         rows[np.arange(len(x)) + 10] = x
         rows.flush()
         exact = rerank.Vectors(tmp_path / "r.npy")
-        _, reranked = vi.tune_nprobe(index, x[:200], vi.exact_neighbours(x[:200], iter([x])) + 10, exact=exact)
+        _, reranked = vi.tune_nprobe(
+            index, x[:200], vi.exact_neighbours(x[:200], iter([x])) + 10, exact=exact
+        )
         assert reranked >= vi.TARGET_RECALL > recall
         d, found = vi.search(index, x[:5] + 0.01, 3, exact)
-        assert np.allclose(d, ((x[found - 10] - (x[:5, None] + 0.01)) ** 2).sum(2), atol=2e-3)  # exact distances
-        assert np.array_equal(vi.reconstruct(index, [10, 17], exact), x[[0, 7]].astype(np.float16).astype(np.float32))
+        assert np.allclose(
+            d, ((x[found - 10] - (x[:5, None] + 0.01)) ** 2).sum(2), atol=2e-3
+        )  # exact distances
+        assert np.array_equal(
+            vi.reconstruct(index, [10, 17], exact), x[[0, 7]].astype(np.float16).astype(np.float32)
+        )
     assert vi.remove(index, [10, 11]) == 2 and index.ntotal == len(x) - 2
     vi.save(index, tmp_path / "c.faiss")
     assert vi.load(tmp_path / "c.faiss").ntotal == len(x) - 2
@@ -61,7 +68,9 @@ def test_ivf_tuned_to_target_recall_with_arbitrary_ids(tmp_path):
     queries = x[:300]
     gt_pos = vi.exact_neighbours(queries, iter(np.array_split(x, 5)))
     nprobe, recall = vi.tune_nprobe(index, queries, ids[gt_pos])
-    assert np.array_equal(vi.reconstruct(index, ids[[4, 0, 29_999]]), x[[4, 0, 29_999]])  # Flat codes are the vectors
+    assert np.array_equal(
+        vi.reconstruct(index, ids[[4, 0, 29_999]]), x[[4, 0, 29_999]]
+    )  # Flat codes are the vectors
     assert recall >= vi.TARGET_RECALL and nprobe < spec.nlist
     vi.save(index, tmp_path / "i.faiss")
     loaded = vi.load(tmp_path / "i.faiss")
@@ -77,4 +86,3 @@ def test_exact_index_removes_by_id():
     assert vi.remove(index, [1000, 1001, 99]) == 2
     _, found = vi.search(index, x[:2], 1)
     assert 1000 not in found and 1001 not in found and index.ntotal == 498
-

@@ -1,4 +1,5 @@
 """HTML pages, opened in a real headless Chromium: every thumbnail loads, hostile names stay text."""
+
 import re
 import shutil
 import subprocess
@@ -9,17 +10,32 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import mild_edit
 
 import vecsearch
 from vecsearch import report
 from vecsearch.dedup import find_groups
 
-from conftest import mild_edit
-
-HOSTILE = ['quote"\'s.jpg', "<script>alert(1).jpg", "<img src=x onerror=alert(1)>.jpg", "space name.jpg", "ünïcödé 写真.jpg"]
+HOSTILE = [
+    "quote\"'s.jpg",
+    "<script>alert(1).jpg",
+    "<img src=x onerror=alert(1)>.jpg",
+    "space name.jpg",
+    "ünïcödé 写真.jpg",
+]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--allow-file-access-from-files", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-file-access-from-files",
+    "--hide-scrollbars",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +49,9 @@ def dup_index(tmp_path_factory, examples, encoder):
         cv2.imwrite(str(src / f"{Path(p).stem}.jpg"), img)
         for i in range(2):
             cv2.imwrite(str(src / f"{Path(p).stem}-copy{i}.jpg"), mild_edit(img, seed=i))
-    return vecsearch.build([src], tmp_path_factory.mktemp("didx") / "i", encoder=encoder, workers=0, quiet=True)
+    return vecsearch.build(
+        [src], tmp_path_factory.mktemp("didx") / "i", encoder=encoder, workers=0, quiet=True
+    )
 
 
 def _chromium(args, timeout=90):
@@ -51,7 +69,9 @@ def _loaded_in_browser(page: Path, profile: Path) -> tuple[int, int, int]:
         "var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0}).length;"
         "document.body.setAttribute('data-result',ok+'/'+im.length+'/'+d.scripts.length)};</script>"
     )
-    out = _chromium([f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", harness.as_uri()]).stdout
+    out = _chromium(
+        [f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", harness.as_uri()]
+    ).stdout
     m = re.search(r'data-result="(\d+)/(\d+)/(\d+)"', out)
     assert m, out[-2000:]
     return tuple(int(x) for x in m.groups())
@@ -59,25 +79,40 @@ def _loaded_in_browser(page: Path, profile: Path) -> tuple[int, int, int]:
 
 def test_gallery_loads_every_thumbnail_and_shows_hostile_names_as_text(dup_index, tmp_path):
     queries = [p for p in dup_index.metadata()["path"].to_pylist() if Path(p).name in HOSTILE][:3]
-    page = report.write(tmp_path / "gallery.html", report.results_page(list(zip(queries, dup_index.search_many(queries, k=6)))))
+    page = report.write(
+        tmp_path / "gallery.html",
+        report.results_page(list(zip(queries, dup_index.search_many(queries, k=6)))),
+    )
     text = page.read_text()
     assert "<script>alert" not in text and "<img src=x" not in text and "写真" in text
     assert "&lt;script&gt;alert(1).jpg" in text and "&lt;img src=x onerror=alert(1)&gt;.jpg" in text
     loaded, total, scripts = _loaded_in_browser(page, tmp_path / "profile")
     assert total == 3 * 7 and loaded == total and scripts == 0
     shot = tmp_path / "gallery.png"
-    _chromium([f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()])
+    _chromium(
+        [
+            f"--user-data-dir={tmp_path / 'profile2'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,900",
+            page.as_uri(),
+        ]
+    )
     assert shot.stat().st_size > 20_000  # a real rendering, not a blank page
 
 
 def test_dedup_groups_edited_copies_and_keeps_the_largest(dup_index, tmp_path, examples):
     groups = find_groups(dup_index, 80)
     names = sorted(sorted(Path(m.path).name for m in g) for g in groups)
-    want = sorted(sorted([f"{Path(p).stem}.jpg", f"{Path(p).stem}-copy0.jpg", f"{Path(p).stem}-copy1.jpg"]) for p in examples[8:11])
+    want = sorted(
+        sorted([f"{Path(p).stem}.jpg", f"{Path(p).stem}-copy0.jpg", f"{Path(p).stem}-copy1.jpg"])
+        for p in examples[8:11]
+    )
     assert names == want
     for g in groups:
         assert g[0].keep and "copy" not in g[0].path and not any(m.keep for m in g[1:])
-    page = report.write(tmp_path / "dedup.html", report.groups_page([[m.as_dict() for m in g] for g in groups]))
+    page = report.write(
+        tmp_path / "dedup.html", report.groups_page([[m.as_dict() for m in g] for g in groups])
+    )
     loaded, total, _ = _loaded_in_browser(page, tmp_path / "profile")
     assert total == 9 and loaded == 9
 
@@ -103,7 +138,15 @@ def test_dedup_splits_a_chain_of_look_alikes_around_the_keeper(dup_index, tmp_pa
     step = np.arccos(1 - 0.6 * radius / 2)  # neighbours at d² = 0.6·radius; the ends at about 2.4·radius
     chain = np.stack([np.cos(a) * u + np.sin(a) * w for a in (0, step, 2 * step)]).astype(np.float32)
     paths = ["/chain/a.jpg", "/chain/b.jpg", "/chain/c.jpg"]  # no file facts: the keeper is the first path
-    pq.write_table(pa.table({"path": paths, "vector": pa.FixedSizeListArray.from_arrays(pa.array(chain.ravel()), dup_index.dim)}), tmp_path / "v.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "path": paths,
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(chain.ravel()), dup_index.dim),
+            }
+        ),
+        tmp_path / "v.parquet",
+    )
     vecsearch.add(None, copy, vectors=tmp_path / "v.parquet", quiet=True)
     groups = find_groups(vecsearch.open(copy), 80)
     chained = [sorted(m.path for m in g) for g in groups if g[0].path.startswith("/chain/")]
@@ -116,8 +159,26 @@ def test_dedup_and_query_html_from_the_cli(dup_index, tmp_path, examples):
     import sys
 
     out, html = tmp_path / "groups.csv", tmp_path / "groups.html"
-    p = subprocess.run([sys.executable, "-m", "vecsearch.cli", "dedup", "--index", str(dup_index.path), "--min-similarity", "80", "--out", str(out), "--html", str(html), "--relative-to", str(tmp_path)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vecsearch.cli",
+            "dedup",
+            "--index",
+            str(dup_index.path),
+            "--min-similarity",
+            "80",
+            "--out",
+            str(out),
+            "--html",
+            str(html),
+            "--relative-to",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(out.open()))
     assert len({r["group"] for r in rows}) == 3 and sum(r["keep"] == "True" for r in rows) == 3

@@ -26,7 +26,10 @@ def test_manifest_lists_checksummed_files(built):
     "damage, message",
     [
         (lambda d: (d / "manifest.json").write_text("{not json"), "damaged manifest"),
-        (lambda d: (d / "manifest.json").write_text(json.dumps({"format": 99, "files": {}})), "newer than this vecsearch"),
+        (
+            lambda d: (d / "manifest.json").write_text(json.dumps({"format": 99, "files": {}})),
+            "newer than this vecsearch",
+        ),
         (lambda d: store.read_manifest(d).file("metadata").unlink(), "metadata file is missing"),
         (lambda d: store.read_manifest(d).file("index").write_bytes(b"garbage"), "index file is damaged"),
     ],
@@ -38,10 +41,9 @@ def test_damaged_index_gives_one_clear_error(copy, damage, message):
 
 
 def test_second_writer_is_refused(tmp_path):
-    with store.writer_lock(tmp_path):
-        with pytest.raises(store.IndexError_, match="another vecsearch process"):
-            with store.writer_lock(tmp_path):
-                pass
+    with store.writer_lock(tmp_path), pytest.raises(store.IndexError_, match="another vecsearch process"):
+        with store.writer_lock(tmp_path):
+            pass
 
 
 def test_a_file_shared_by_the_next_version_keeps_its_checksum(tmp_path, photo_dir, encoder):

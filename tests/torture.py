@@ -3,6 +3,7 @@
 ``kill_trials`` SIGKILLs `vecsearch build` / `add` / `remove` processes at random moments and checks the index
 after each; ``concurrent_queries`` runs reader processes while the caller's writer commits.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,9 @@ def kill_trials(base: Path, more: Path, idx: Path, encoder: Path, trials: int, s
     """Cycle build, add, remove runs (so every add has files to add), each killed after a random
     part of the time a whole build takes."""
     rng = np.random.default_rng(seed)
-    build = cli("build", base, "--index", idx, "--encoder", encoder, "--workers", 0, "--batch-size", 4, "--quiet")
+    build = cli(
+        "build", base, "--index", idx, "--encoder", encoder, "--workers", 0, "--batch-size", 4, "--quiet"
+    )
     add = cli("add", more, "--index", idx, "--workers", 0, "--batch-size", 4, "--quiet")
     remove = cli("remove", more, "--index", idx, "--quiet")
     t0 = time.time()
@@ -43,7 +46,9 @@ def kill_trials(base: Path, more: Path, idx: Path, encoder: Path, trials: int, s
     report = KillReport()
     for trial in range(trials):
         before = json.loads((idx / "manifest.json").read_text())["version"]
-        p = subprocess.Popen((build, add, remove)[trial % 3], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = subprocess.Popen(
+            (build, add, remove)[trial % 3], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         time.sleep(rng.uniform(0.05, 1.0) * duration)
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
@@ -84,8 +89,15 @@ def concurrent_queries(idx: Path, queries: list[str], seconds: float, write) -> 
 
     Returns (queries answered, query errors, writes committed, stderr of the readers).
     """
-    readers = [subprocess.Popen([sys.executable, "-c", READER, str(idx), str(seconds + 5), q], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for q in queries]
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", READER, str(idx), str(seconds + 5), q],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for q in queries
+    ]
     writes = 0
     end = time.time() + seconds
     while time.time() < end:

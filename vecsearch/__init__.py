@@ -1,10 +1,11 @@
 """vecsearch: find the images that look like this one, with similarity percentages you can trust.
 
-    import vecsearch
-    index = vecsearch.build(["~/photos"], "indexes/photos")
-    index = vecsearch.open("indexes/photos")
-    hits = index.search("q.jpg", k=20, min_similarity=70)
+import vecsearch
+index = vecsearch.build(["~/photos"], "indexes/photos")
+index = vecsearch.open("indexes/photos")
+hits = index.search("q.jpg", k=20, min_similarity=70)
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -17,7 +18,20 @@ if TYPE_CHECKING:
     from .encoder import Encoder, EncoderConfig
     from .search import Hit, Index
 
-__all__ = ["build", "add", "remove", "open", "embed", "train", "Index", "Hit", "Encoder", "EncoderConfig", "ImageError", "__version__"]
+__all__ = [
+    "Encoder",
+    "EncoderConfig",
+    "Hit",
+    "ImageError",
+    "Index",
+    "__version__",
+    "add",
+    "build",
+    "embed",
+    "open",
+    "remove",
+    "train",
+]
 
 _LAZY = {
     "build": ("builder", "build"),
@@ -33,7 +47,7 @@ _LAZY = {
 }
 
 
-def open(path):  # noqa: A001 - the documented name: vecsearch.open(path)
+def open(path):
     """Open the index directory at ``path`` for search (see ``Index``)."""
     from .search import open_index
 

@@ -5,6 +5,7 @@ that is killed and started again with the same sources only encodes what is miss
 positions of the files in scan order, which makes the result independent of how often the build
 was interrupted or in which order workers finished.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,9 +17,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -29,8 +30,8 @@ from . import calibration as calib
 from . import executors, rerank, store
 from . import images as imgs
 from . import index as faiss_index
-from .edits import CopyPlan, encode_copies
 from . import vectors as vt
+from .edits import CopyPlan, encode_copies
 from .encoder import EncodedFiles, Encoder, EncoderConfig, example_images
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,15 @@ class BuildReport:
 
 def progress(total: int | None, desc: str, quiet: bool, unit: str = "img") -> tqdm:
     """A tqdm bar on stderr, silent when stderr is not a terminal or when quiet."""
-    return tqdm(total=total, desc=desc, unit=unit, disable=True if quiet else None, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=True if quiet else None,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
 
 
 class WorkDir:
@@ -118,8 +127,17 @@ def _batches(paths: Sequence[str], done: set[str], batch_size: int, first: int) 
         yield first + i // batch_size, pending[i : i + batch_size]
 
 
-def encode_to_chunks(work: WorkDir, encoder: Encoder, paths: Sequence[str], *, workers: int | None, scheduler: str | None, batch_size: int, quiet: bool,
-                     copies: CopyPlan | None = None) -> None:
+def encode_to_chunks(
+    work: WorkDir,
+    encoder: Encoder,
+    paths: Sequence[str],
+    *,
+    workers: int | None,
+    scheduler: str | None,
+    batch_size: int,
+    quiet: bool,
+    copies: CopyPlan | None = None,
+) -> None:
     """Encode every path not yet in a finished chunk, writing one chunk per batch as it completes
     (with the calibration copies ``copies`` asks for)."""
     done = work.done_paths()
@@ -142,7 +160,9 @@ def _chunk(result: EncodedFiles, encoder: Encoder) -> pa.Table:
     offsets = np.r_[0, np.cumsum([0 if m is None else len(m) for m in made])].astype(np.int32)
     flat = np.concatenate([m for m in made if m is not None]).astype(np.float32).ravel()
     values = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), encoder.dim)
-    return t.append_column(COPIES, pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array([m is None for m in made])))
+    return t.append_column(
+        COPIES, pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array([m is None for m in made]))
+    )
 
 
 def _made_copies(files: Sequence[Path], ids_of: dict[str, int]) -> dict[int, np.ndarray]:
@@ -183,20 +203,26 @@ def _as_list(sources) -> list[str]:
     return [os.fspath(s) for s in sources]
 
 
-def train_encoder(paths: Sequence[str], config: EncoderConfig, quiet: bool, workers: int | None = 0, scheduler=None) -> Encoder:
+def train_encoder(
+    paths: Sequence[str], config: EncoderConfig, quiet: bool, workers: int | None = 0, scheduler=None
+) -> Encoder:
     """Fit an encoder on a seeded random sample of ``config.train_images`` of the paths.
 
     Feature extraction, most of the cost, runs on the executor like encoding does.
     """
     rng = np.random.default_rng(config.seed)
-    sample = [paths[i] for i in sorted(rng.choice(len(paths), min(config.train_images, len(paths)), replace=False))]
+    sample = [
+        paths[i] for i in sorted(rng.choice(len(paths), min(config.train_images, len(paths)), replace=False))
+    ]
     if len(sample) < config.min_train_views:  # small: the topped-up path needs pixels, and is quick
         with progress(len(sample), "train", quiet) as bar:
             return Encoder.fit(sample, config, progress=bar.update)
     feats: dict[int, list] = {}
     tasks = ((i, sample[s : s + 32]) for i, s in enumerate(range(0, len(sample), 32)))
     with progress(len(sample), "train", quiet) as bar:
-        for number, f in executors.run(executors.extract, config, tasks, workers, scheduler, on_crash=lambda p: []):
+        for number, f in executors.run(
+            executors.extract, config, tasks, workers, scheduler, on_crash=lambda p: []
+        ):
             feats[number] = f
             bar.update(min(32, len(sample) - 32 * number))
     return Encoder.fit_features([f for k in sorted(feats) for f in feats[k]], config)
@@ -227,7 +253,9 @@ def _metadata_rows(t: pa.Table, ids: np.ndarray, now: int) -> pa.Table:
     return pa.table(cols, schema=store.METADATA_SCHEMA)
 
 
-def add_to_index(index, files: Sequence[Path], ids_of: dict[str, int], quiet: bool, exact: np.ndarray | None = None) -> pa.Table:
+def add_to_index(
+    index, files: Sequence[Path], ids_of: dict[str, int], quiet: bool, exact: np.ndarray | None = None
+) -> pa.Table:
     """Add every good row of the vector files under its id (and to the re-ranking rows ``exact``,
     if any); returns their metadata rows."""
     now = int(time.time())
@@ -259,7 +287,14 @@ def _sample(files: Sequence[Path], n_rows: int, n: int, seed: int = 0) -> np.nda
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def fill_index(files: Sequence[Path], ids_of: dict[str, int], d: int, memory_budget: int | None, quiet: bool, rerank_file: Path):
+def fill_index(
+    files: Sequence[Path],
+    ids_of: dict[str, int],
+    d: int,
+    memory_budget: int | None,
+    quiet: bool,
+    rerank_file: Path,
+):
     """Choose, train, fill and tune a FAISS index from vector files; returns (index, spec, metadata,
     re-ranking vectors or None). A PQ index gets its re-ranking rows written to ``rerank_file``."""
     n = sum(len(t) for t in vt.batches(files, ["path", "error"]))  # rows with no error have a vector
@@ -271,8 +306,15 @@ def fill_index(files: Sequence[Path], ids_of: dict[str, int], d: int, memory_bud
     exact = rerank.Vectors(rerank_file) if spec.rerank else None
     if not spec.exact and index.ntotal:
         queries = train[:500]
-        positions = faiss_index.exact_neighbours(queries, (vt.vectors_of(t) for t in vt.batches(files, ["vector", "error"])))
-        order = np.concatenate([np.fromiter((ids_of[p] for p in t["path"].to_pylist()), np.int64) for t in vt.batches(files, ["path", "vector", "error"])])
+        positions = faiss_index.exact_neighbours(
+            queries, (vt.vectors_of(t) for t in vt.batches(files, ["vector", "error"]))
+        )
+        order = np.concatenate(
+            [
+                np.fromiter((ids_of[p] for p in t["path"].to_pylist()), np.int64)
+                for t in vt.batches(files, ["path", "vector", "error"])
+            ]
+        )
         truth = np.where(positions >= 0, order[np.maximum(positions, 0)], -1)
         spec.nprobe, spec.recall_at_10 = faiss_index.tune_nprobe(index, queries, truth, exact=exact)
         faiss_index.set_nprobe(index, spec.nprobe)
@@ -290,12 +332,22 @@ def _copies_per_source(sources: int) -> int:
 def copy_plan(n_paths: int, seed: int = 0) -> CopyPlan:
     """The calibration sources a build of ``n_paths`` files picks while encoding: about
     CALIBRATION_SAMPLE of them."""
-    return CopyPlan(CALIBRATION_SAMPLE / max(1, n_paths), _copies_per_source(min(n_paths, CALIBRATION_SAMPLE)), seed)
+    return CopyPlan(
+        CALIBRATION_SAMPLE / max(1, n_paths), _copies_per_source(min(n_paths, CALIBRATION_SAMPLE)), seed
+    )
 
 
-def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], quiet: bool, seed: int = 0,
-                    workers: int | None = 0, scheduler=None, exact: rerank.Vectors | None = None,
-                    copies: dict[int, np.ndarray] | None = None) -> calib.Calibration:
+def fit_calibration(
+    encoder: Encoder,
+    index,
+    items: Sequence[tuple[int, str]],
+    quiet: bool,
+    seed: int = 0,
+    workers: int | None = 0,
+    scheduler=None,
+    exact: rerank.Vectors | None = None,
+    copies: dict[int, np.ndarray] | None = None,
+) -> calib.Calibration:
     """Query the index with edited copies of sampled indexed images and fit distance → probability.
 
     ``items`` are (id, path) of indexed images. The source of a copy is a true match; the other top
@@ -309,8 +361,15 @@ def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], q
     edited = [copies[i] for i in ids] if copies else []
     if len(ids) < CALIBRATION_SAMPLE // 2:
         have = set(ids)
-        order = list(itertools.islice((i for i in np.random.default_rng(seed).permutation(len(items)) if items[i][0] not in have), 5 * CALIBRATION_SAMPLE))
-        work = functools.partial(encode_copies, copies=_copies_per_source(min(len(items), CALIBRATION_SAMPLE)), seed=seed)
+        order = list(
+            itertools.islice(
+                (i for i in np.random.default_rng(seed).permutation(len(items)) if items[i][0] not in have),
+                5 * CALIBRATION_SAMPLE,
+            )
+        )
+        work = functools.partial(
+            encode_copies, copies=_copies_per_source(min(len(items), CALIBRATION_SAMPLE)), seed=seed
+        )
         tried = 0
         with progress(CALIBRATION_SAMPLE, "calibrate", quiet) as bar:
             bar.update(len(ids))
@@ -318,8 +377,20 @@ def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], q
             while len(ids) < CALIBRATION_SAMPLE and tried < len(order):
                 chosen = order[tried : tried + CALIBRATION_SAMPLE - len(ids)]
                 tried += len(chosen)
-                tasks = [(n, [items[i][1] for i in chosen[s : s + COPY_BATCH]]) for n, s in enumerate(range(0, len(chosen), COPY_BATCH))]
-                on = dict(executors.run(work, encoder, tasks, workers if len(tasks) > 1 else 0, scheduler, on_crash=lambda path: [None]))
+                tasks = [
+                    (n, [items[i][1] for i in chosen[s : s + COPY_BATCH]])
+                    for n, s in enumerate(range(0, len(chosen), COPY_BATCH))
+                ]
+                on = dict(
+                    executors.run(
+                        work,
+                        encoder,
+                        tasks,
+                        workers if len(tasks) > 1 else 0,
+                        scheduler,
+                        on_crash=lambda path: [None],
+                    )
+                )
                 for i, v in zip(chosen, (v for n, _ in tasks for v in on[n])):
                     if v is not None:
                         ids.append(items[i][0])
@@ -338,9 +409,16 @@ def fit_calibration(encoder: Encoder, index, items: Sequence[tuple[int, str]], q
     # it (a collection with duplicates must not teach that duplicates are non-matches).
     radius = float(np.quantile(positive, EXCLUDE_QUANTILE))
     d_orig, i_orig = faiss_index.search(index, v_orig, CALIBRATION_K + 1, exact)
-    same = [{sid} | {int(i) for d, i in zip(d_orig[o], i_orig[o]) if i >= 0 and d <= radius} for o, sid in enumerate(ids)]
+    same = [
+        {sid} | {int(i) for d, i in zip(d_orig[o], i_orig[o]) if i >= 0 and d <= radius}
+        for o, sid in enumerate(ids)
+    ]
     dist, hit = faiss_index.search(index, v_edit, CALIBRATION_K + 1, exact)
-    negative = [d for q, o in enumerate(owner) for d in [d for d, i in zip(dist[q], hit[q]) if i >= 0 and int(i) not in same[o]][:CALIBRATION_K]]
+    negative = [
+        d
+        for q, o in enumerate(owner)
+        for d in [d for d, i in zip(dist[q], hit[q]) if i >= 0 and int(i) not in same[o]][:CALIBRATION_K]
+    ]
     if len(negative) < 20:  # a tiny collection: unrelated pairs among the example photos help out
         ex = encoder.encode(example_images())
         negative += [float(np.sum((a - b) ** 2)) for i, a in enumerate(ex) for b in ex[i + 1 :]]
@@ -351,9 +429,18 @@ def _next_file(root: Path, previous: store.Version | None, role: str, suffix: st
     return root / store.versioned_name(role, previous.number + 1 if previous else 1, suffix)
 
 
-def commit_version(root: Path, previous: store.Version | None, encoder: Encoder, faiss_idx, spec: faiss_index.IndexSpec,
-                   meta: pa.Table, cal: calib.Calibration, skipped: list[tuple[str, str]], rerank_file: Path | None = None,
-                   **extra) -> store.Version:
+def commit_version(
+    root: Path,
+    previous: store.Version | None,
+    encoder: Encoder,
+    faiss_idx,
+    spec: faiss_index.IndexSpec,
+    meta: pa.Table,
+    cal: calib.Calibration,
+    skipped: list[tuple[str, str]],
+    rerank_file: Path | None = None,
+    **extra,
+) -> store.Version:
     """Write the files of a new version under versioned names and switch the manifest to them.
 
     The encoder file of the previous version is reused when the encoder did not change; the
@@ -361,7 +448,10 @@ def commit_version(root: Path, previous: store.Version | None, encoder: Encoder,
     """
     v = previous.number + 1 if previous else 1
     name = lambda role, suffix: _next_file(root, previous, role, suffix)  # noqa: E731
-    same_encoder = previous is not None and previous.manifest.get("encoder", {}).get("fingerprint") == encoder.fingerprint()
+    same_encoder = (
+        previous is not None
+        and previous.manifest.get("encoder", {}).get("fingerprint") == encoder.fingerprint()
+    )
     files = {
         "encoder": previous.file("encoder") if same_encoder else encoder.save(name("encoder", ".npz")),
         "index": name("index", ".faiss"),
@@ -373,15 +463,34 @@ def commit_version(root: Path, previous: store.Version | None, encoder: Encoder,
     faiss_index.save(faiss_idx, files["index"])
     store.write_parquet(meta, files["metadata"])
     store.atomic_write_bytes(files["calibration"], cal.to_json().encode())
-    store.write_parquet(pa.table({"path": [p for p, _ in skipped], "reason": [r for _, r in skipped]}, schema=store.SKIPPED_SCHEMA), files["skipped"])
+    store.write_parquet(
+        pa.table(
+            {"path": [p for p, _ in skipped], "reason": [r for _, r in skipped]}, schema=store.SKIPPED_SCHEMA
+        ),
+        files["skipped"],
+    )
     ids = meta["id"].to_numpy()
     manifest = {
         **(previous.manifest if previous else {}),
         "version": v,
-        "created_at": previous.manifest.get("created_at") if previous else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "encoder": {"fingerprint": encoder.fingerprint(), "dim": encoder.dim, "config": json.loads(encoder.config.to_json())},
+        "created_at": previous.manifest.get("created_at")
+        if previous
+        else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "encoder": {
+            "fingerprint": encoder.fingerprint(),
+            "dim": encoder.dim,
+            "config": json.loads(encoder.config.to_json()),
+        },
         "index": spec.to_dict(),
-        "counts": {"images": int(len(meta)), "skipped": len(skipped), "max_id": int(max(ids.max() if len(ids) else -1, (previous.manifest["counts"]["max_id"] if previous else -1)))},
+        "counts": {
+            "images": len(meta),
+            "skipped": len(skipped),
+            "max_id": int(
+                max(
+                    ids.max() if len(ids) else -1, (previous.manifest["counts"]["max_id"] if previous else -1)
+                )
+            ),
+        },
         "libraries": store.library_versions(),
         **extra,
     }
@@ -411,7 +520,9 @@ def _vector_paths(files: Sequence[Path]) -> list[str]:
     return paths
 
 
-def _from_vectors(files: Sequence[Path], enc: Encoder) -> tuple[Sequence[Path], list[str], list[tuple[str, str]]]:
+def _from_vectors(
+    files: Sequence[Path], enc: Encoder
+) -> tuple[Sequence[Path], list[str], list[tuple[str, str]]]:
     """Vector files as build input: (files, their paths in order, their failed rows); checked first."""
     vt.check_files(files, enc)
     return files, _vector_paths(files), _skipped_of(files)
@@ -426,7 +537,9 @@ def _scan_some(sources, quiet: bool) -> tuple[list[str], list[tuple[str, str]]]:
     return paths, skipped
 
 
-def _resolve_encoder(encoder, previous: store.Version | None, retrain: bool, vector_files: Sequence[Path]) -> Encoder | None:
+def _resolve_encoder(
+    encoder, previous: store.Version | None, retrain: bool, vector_files: Sequence[Path]
+) -> Encoder | None:
     if isinstance(encoder, (str, os.PathLike)):
         return Encoder.load(encoder)
     if encoder is not None:
@@ -434,7 +547,9 @@ def _resolve_encoder(encoder, previous: store.Version | None, retrain: bool, vec
     if previous is not None and not retrain:
         return Encoder.load(previous.file("encoder"))
     if vector_files:
-        raise ValueError("building from --vectors needs the encoder that made them: give --encoder (an encoder file or index directory)")
+        raise ValueError(
+            "building from --vectors needs the encoder that made them: give --encoder (an encoder file or index directory)"
+        )
     return None
 
 
@@ -478,23 +593,63 @@ def build(
         else:
             paths, skipped = _scan_some(sources, quiet)
             cfg = config or EncoderConfig()
-            work = WorkDir(root, _key("build", paths, enc.fingerprint() if enc is not None else f"train:{cfg.to_json()}"))
+            work = WorkDir(
+                root, _key("build", paths, enc.fingerprint() if enc is not None else f"train:{cfg.to_json()}")
+            )
             if enc is None:
-                enc = Encoder.load(work.encoder_path) if work.encoder_path.exists() else train_encoder(paths, cfg, quiet, workers, scheduler)
+                enc = (
+                    Encoder.load(work.encoder_path)
+                    if work.encoder_path.exists()
+                    else train_encoder(paths, cfg, quiet, workers, scheduler)
+                )
             if not work.encoder_path.exists():
                 enc.save(work.encoder_path)
-            encode_to_chunks(work, enc, paths, workers=workers, scheduler=scheduler, batch_size=batch_size, quiet=quiet, copies=copy_plan(len(paths)))
+            encode_to_chunks(
+                work,
+                enc,
+                paths,
+                workers=workers,
+                scheduler=scheduler,
+                batch_size=batch_size,
+                quiet=quiet,
+                copies=copy_plan(len(paths)),
+            )
             files = work.chunks()
             skipped += _skipped_of(files)
         ids_of = {p: i for i, p in enumerate(paths)}
-        faiss_idx, spec, meta, exact = fill_index(files, ids_of, enc.dim, budget, quiet, _next_file(root, previous, "rerank", ".npy"))
+        faiss_idx, spec, meta, exact = fill_index(
+            files, ids_of, enc.dim, budget, quiet, _next_file(root, previous, "rerank", ".npy")
+        )
         if not len(meta):
             why = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
             raise NoImagesError(f"none of the {len(paths)} files could be read as an image ({why})")
-        cal = fit_calibration(enc, faiss_idx, list(zip(meta["id"].to_pylist(), meta["path"].to_pylist())), quiet,
-                              workers=workers, scheduler=scheduler, exact=exact, copies=_made_copies(files, ids_of))
-        trained = previous.manifest.get("encoder_trained_on") if previous and enc.fingerprint() == previous.manifest["encoder"]["fingerprint"] else None
-        commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, exact.path if exact else None, encoder_trained_on=trained or len(paths))
+        cal = fit_calibration(
+            enc,
+            faiss_idx,
+            list(zip(meta["id"].to_pylist(), meta["path"].to_pylist())),
+            quiet,
+            workers=workers,
+            scheduler=scheduler,
+            exact=exact,
+            copies=_made_copies(files, ids_of),
+        )
+        trained = (
+            previous.manifest.get("encoder_trained_on")
+            if previous and enc.fingerprint() == previous.manifest["encoder"]["fingerprint"]
+            else None
+        )
+        commit_version(
+            root,
+            previous,
+            enc,
+            faiss_idx,
+            spec,
+            meta,
+            cal,
+            skipped,
+            exact.path if exact else None,
+            encoder_trained_on=trained or len(paths),
+        )
         if work:
             work.remove()
     return _open(root, BuildReport(len(meta), skipped, time.time() - t0))
@@ -515,7 +670,9 @@ def _load_for_update(previous: store.Version):
     try:
         return faiss_index.load(previous.file("index"), mmap=False)
     except RuntimeError as e:
-        raise store.IndexError_(f"{previous.file('index')}: damaged FAISS index ({str(e).splitlines()[0][:200]})") from None
+        raise store.IndexError_(
+            f"{previous.file('index')}: damaged FAISS index ({str(e).splitlines()[0][:200]})"
+        ) from None
 
 
 def add(
@@ -541,7 +698,10 @@ def add(
         previous = store.read_manifest(root)
         enc = Encoder.load(previous.file("encoder"))
         old = store.read_metadata(previous.file("metadata"))
-        old_rows = {p: {"id": i, "bytes": b, "mtime": m} for p, i, b, m in zip(*(old[c].to_pylist() for c in ("path", "id", "bytes", "mtime")))}
+        old_rows = {
+            p: {"id": i, "bytes": b, "mtime": m}
+            for p, i, b, m in zip(*(old[c].to_pylist() for c in ("path", "id", "bytes", "mtime")))
+        }
         work = None
         if vector_files:
             files, todo, skipped = _from_vectors(vector_files, enc)
@@ -551,7 +711,9 @@ def add(
             work = WorkDir(root, _key("add", todo, f"{enc.fingerprint()}:{previous.number}"))
             if not work.encoder_path.exists():
                 enc.save(work.encoder_path)
-            encode_to_chunks(work, enc, todo, workers=workers, scheduler=scheduler, batch_size=batch_size, quiet=quiet)
+            encode_to_chunks(
+                work, enc, todo, workers=workers, scheduler=scheduler, batch_size=batch_size, quiet=quiet
+            )
             files = work.chunks()
             skipped += _skipped_of(files)
         faiss_idx = _load_for_update(previous)
@@ -567,7 +729,11 @@ def add(
         meta = pa.concat_tables([keep_old, new_meta]).sort_by("id")
         retried = set(todo)
         prev_skipped = pq.read_table(previous.file("skipped"))
-        skipped = [(p, r) for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist()) if p not in retried] + skipped
+        skipped = [
+            (p, r)
+            for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist())
+            if p not in retried
+        ] + skipped
         spec = faiss_index.IndexSpec(**previous.manifest["index"])
         cal = calib.Calibration.load(previous.file("calibration"))
         commit_version(root, previous, enc, faiss_idx, spec, meta, cal, skipped, rerank_file)
@@ -576,7 +742,13 @@ def add(
     return _open(root, BuildReport(len(new_meta), skipped, time.time() - t0))
 
 
-def remove(paths: Sequence[str | os.PathLike] | str | os.PathLike | None, index: str | os.PathLike, *, missing: bool = False, quiet: bool = False) -> int:
+def remove(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike | None,
+    index: str | os.PathLike,
+    *,
+    missing: bool = False,
+    quiet: bool = False,
+) -> int:
     """Remove images from an index by path (a folder removes everything under it), as one new version.
 
     With ``missing``, also every indexed file that no longer exists. Returns how many were removed.
@@ -590,17 +762,31 @@ def remove(paths: Sequence[str | os.PathLike] | str | os.PathLike | None, index:
         meta = store.read_metadata(previous.file("metadata"))
         exact = set(targets)
         prefixes = tuple(t.rstrip(os.sep) + os.sep for t in targets)
-        gone = [i for i, p in zip(meta["id"].to_pylist(), meta["path"].to_pylist())
-                if p in exact or (prefixes and p.startswith(prefixes)) or (missing and not os.path.lexists(p))]
+        gone = [
+            i
+            for i, p in zip(meta["id"].to_pylist(), meta["path"].to_pylist())
+            if p in exact or (prefixes and p.startswith(prefixes)) or (missing and not os.path.lexists(p))
+        ]
         if not gone:
             return 0
         faiss_idx = _load_for_update(previous)
         faiss_index.remove(faiss_idx, gone)
         meta = meta.filter(pa.compute.invert(pa.compute.is_in(meta["id"], pa.array(gone, pa.int64()))))
         prev_skipped = pq.read_table(previous.file("skipped"))
-        skipped = [(p, r) for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist())
-                   if p not in exact and not (prefixes and p.startswith(prefixes))]
-        commit_version(root, previous, Encoder.load(previous.file("encoder")), faiss_idx, faiss_index.IndexSpec(**previous.manifest["index"]),
-                       meta, calib.Calibration.load(previous.file("calibration")), skipped,
-                       previous.file("rerank") if "rerank" in previous.manifest["files"] else None)
+        skipped = [
+            (p, r)
+            for p, r in zip(prev_skipped["path"].to_pylist(), prev_skipped["reason"].to_pylist())
+            if p not in exact and not (prefixes and p.startswith(prefixes))
+        ]
+        commit_version(
+            root,
+            previous,
+            Encoder.load(previous.file("encoder")),
+            faiss_idx,
+            faiss_index.IndexSpec(**previous.manifest["index"]),
+            meta,
+            calib.Calibration.load(previous.file("calibration")),
+            skipped,
+            previous.file("rerank") if "rerank" in previous.manifest["files"] else None,
+        )
     return len(gone)

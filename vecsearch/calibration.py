@@ -6,6 +6,7 @@ distance gives the probability a hit at that distance is the same picture, so "â
 the same on any collection. The fitted curve is kept as knots and applied with ``np.interp``, so a
 query needs no fitting library.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,12 +46,18 @@ class Calibration:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"format": FORMAT, "model": "isotonic", "distance": self.distance.round(6).tolist(), "probability": self.probability.round(6).tolist(), "fitted_on": self.fitted_on},
+            {
+                "format": FORMAT,
+                "model": "isotonic",
+                "distance": self.distance.round(6).tolist(),
+                "probability": self.probability.round(6).tolist(),
+                "fitted_on": self.fitted_on,
+            },
             indent=1,
         )
 
     @classmethod
-    def from_json(cls, text: str, source: str = "calibration") -> "Calibration":
+    def from_json(cls, text: str, source: str = "calibration") -> Calibration:
         try:
             raw = json.loads(text)
             d, p = np.asarray(raw["distance"], np.float64), np.asarray(raw["probability"], np.float64)
@@ -64,7 +71,7 @@ class Calibration:
         Path(path).write_text(self.to_json())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Calibration":
+    def load(cls, path: str | os.PathLike) -> Calibration:
         return cls.from_json(Path(path).read_text(), os.fspath(path))
 
 
@@ -77,7 +84,9 @@ def fit(positive: np.ndarray, negative: np.ndarray, knots: int = 64) -> Calibrat
         raise ValueError("calibration needs both matching and non-matching pairs")
     x = np.r_[positive, negative]
     y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-    at, where, count = np.unique(x, return_inverse=True, return_counts=True)  # tied distances: one weighted point
+    at, where, count = np.unique(
+        x, return_inverse=True, return_counts=True
+    )  # tied distances: one weighted point
     fitted = isotonic_regression(np.bincount(where, y) / count, weights=count, increasing=False).x
     top = float(x.max()) * 1.05 + 1e-6
     grid = np.unique(np.r_[0.0, np.quantile(x, np.linspace(0, 1, knots)), top])
@@ -86,8 +95,8 @@ def fit(positive: np.ndarray, negative: np.ndarray, knots: int = 64) -> Calibrat
     prob = np.minimum.accumulate(prob)
     bins = np.linspace(0, top, 41)
     fitted_on = {
-        "positives": int(len(positive)),
-        "negatives": int(len(negative)),
+        "positives": len(positive),
+        "negatives": len(negative),
         "histogram_edges": bins.round(4).tolist(),
         "positive_histogram": np.histogram(positive, bins)[0].tolist(),
         "negative_histogram": np.histogram(negative, bins)[0].tolist(),

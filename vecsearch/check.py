@@ -1,4 +1,5 @@
 """Verify an index directory: checksums, counts and ids agree across manifest, FAISS and metadata."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,11 @@ from .encoder import Encoder
 def _faiss_ids(idx: faiss.Index) -> np.ndarray:
     ivf = faiss_index.extract_ivf(idx)
     inv = ivf.invlists
-    parts = [faiss.rev_swig_ptr(inv.get_ids(l), inv.list_size(l)).copy() for l in range(ivf.nlist) if inv.list_size(l)]
+    parts = [
+        faiss.rev_swig_ptr(inv.get_ids(l), inv.list_size(l)).copy()
+        for l in range(ivf.nlist)
+        if inv.list_size(l)
+    ]
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
@@ -31,7 +36,9 @@ def check(path: str | os.PathLike) -> list[str]:
         if not f.is_file():
             problems.append(f"{f}: {role} file is missing")
         elif f.stat().st_size != entry.get("bytes"):
-            problems.append(f"{f}: {role} file has {f.stat().st_size} bytes, the manifest says {entry.get('bytes')}")
+            problems.append(
+                f"{f}: {role} file has {f.stat().st_size} bytes, the manifest says {entry.get('bytes')}"
+            )
         elif store.sha256_file(f) != entry.get("sha256"):
             problems.append(f"{f}: {role} file's checksum does not match the manifest (altered or damaged)")
     if problems:
@@ -47,7 +54,9 @@ def check(path: str | os.PathLike) -> list[str]:
     if idx.d != enc.dim:
         problems.append(f"{version.file('index')}: dimension {idx.d}, encoder makes {enc.dim}")
     if not (idx.ntotal == len(meta) == counts.get("images")):
-        problems.append(f"counts disagree: FAISS holds {idx.ntotal} vectors, metadata {len(meta)} rows, manifest says {counts.get('images')}")
+        problems.append(
+            f"counts disagree: FAISS holds {idx.ntotal} vectors, metadata {len(meta)} rows, manifest says {counts.get('images')}"
+        )
     ids = meta["id"].to_numpy()
     if len(np.unique(ids)) != len(ids):
         problems.append(f"{version.file('metadata')}: duplicate ids")

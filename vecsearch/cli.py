@@ -3,6 +3,7 @@
 Results go to stdout (table, JSON lines or CSV); progress bars and messages go to stderr. Errors a
 user can fix (a missing index, an unreadable query, a bad argument) print one line and exit 2.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 DEFAULT_INDEX = "indexes/default"
 FORMATS = ("table", "json", "csv")
@@ -37,14 +39,25 @@ def _check_format(format: str) -> None:
 
 
 def _quiet_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
     logging.getLogger("faiss").setLevel(logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
-def build(*sources: str, index: str = DEFAULT_INDEX, vectors: str | None = None, workers: int | None = None,
-          scheduler: str | None = None, batch_size: int = 64, memory_budget: str | None = None,
-          encoder: str | None = None, retrain: bool = False, quiet: bool = False) -> None:
+def build(
+    *sources: str,
+    index: str = DEFAULT_INDEX,
+    vectors: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    batch_size: int = 64,
+    memory_budget: str | None = None,
+    encoder: str | None = None,
+    retrain: bool = False,
+    quiet: bool = False,
+) -> None:
     """Index images: folders (recursive), files, glob patterns, or .txt files listing paths.
 
     Resumes where it stopped if killed and run again with the same sources. Bad files are skipped
@@ -67,15 +80,34 @@ def build(*sources: str, index: str = DEFAULT_INDEX, vectors: str | None = None,
     _quiet_logging(quiet)
     srcs = _paths(sources)
     if not srcs and not vectors:
-        raise UsageError("give at least one SOURCE (a folder, file, glob or .txt list of image paths) or --vectors FILE")
-    result = run_build(srcs, index, vectors=_paths([vectors]) if vectors else None, encoder=encoder, retrain=retrain,
-                       workers=workers, scheduler=scheduler, batch_size=int(batch_size), memory_budget=memory_budget, quiet=quiet)
+        raise UsageError(
+            "give at least one SOURCE (a folder, file, glob or .txt list of image paths) or --vectors FILE"
+        )
+    result = run_build(
+        srcs,
+        index,
+        vectors=_paths([vectors]) if vectors else None,
+        encoder=encoder,
+        retrain=retrain,
+        workers=workers,
+        scheduler=scheduler,
+        batch_size=int(batch_size),
+        memory_budget=memory_budget,
+        quiet=quiet,
+    )
     if not quiet:
         print(f"{result.path}: {result.last_build.summary()}", file=sys.stderr)
 
 
-def add(*sources: str, index: str = DEFAULT_INDEX, vectors: str | None = None, workers: int | None = None,
-        scheduler: str | None = None, batch_size: int = 64, quiet: bool = False) -> None:
+def add(
+    *sources: str,
+    index: str = DEFAULT_INDEX,
+    vectors: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    batch_size: int = 64,
+    quiet: bool = False,
+) -> None:
     """Add new and changed images to an index (unchanged files are not encoded again).
 
     Args:
@@ -93,10 +125,20 @@ def add(*sources: str, index: str = DEFAULT_INDEX, vectors: str | None = None, w
     srcs = _paths(sources)
     if not srcs and not vectors:
         raise UsageError("give at least one SOURCE or --vectors FILE")
-    result = run_add(srcs, index, vectors=_paths([vectors]) if vectors else None, workers=workers, scheduler=scheduler,
-                     batch_size=int(batch_size), quiet=quiet)
+    result = run_add(
+        srcs,
+        index,
+        vectors=_paths([vectors]) if vectors else None,
+        workers=workers,
+        scheduler=scheduler,
+        batch_size=int(batch_size),
+        quiet=quiet,
+    )
     if not quiet:
-        print(f"{result.path}: added {result.last_build.indexed} images, now {len(result)}; {result.last_build.summary()}", file=sys.stderr)
+        print(
+            f"{result.path}: added {result.last_build.indexed} images, now {len(result)}; {result.last_build.summary()}",
+            file=sys.stderr,
+        )
 
 
 def remove(*paths: str, index: str = DEFAULT_INDEX, missing: bool = False, quiet: bool = False) -> None:
@@ -115,8 +157,16 @@ def remove(*paths: str, index: str = DEFAULT_INDEX, missing: bool = False, quiet
         print(f"{index}: removed {n} images", file=sys.stderr)
 
 
-def embed(*sources: str, index: str | None = None, encoder: str | None = None, out: str = "vectors.parquet",
-          workers: int | None = None, scheduler: str | None = None, batch_size: int = 64, quiet: bool = False) -> None:
+def embed(
+    *sources: str,
+    index: str | None = None,
+    encoder: str | None = None,
+    out: str = "vectors.parquet",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    batch_size: int = 64,
+    quiet: bool = False,
+) -> None:
     """Encode images into a Parquet file of vectors (path, vector, error, file facts) for other tools.
 
     The file is readable as it is by pyarrow, pandas, DuckDB, Polars and Spark, and by
@@ -141,7 +191,15 @@ def embed(*sources: str, index: str | None = None, encoder: str | None = None, o
     srcs = _paths(sources)
     if not srcs:
         raise UsageError("give at least one SOURCE of images")
-    path = run_embed(srcs, index or encoder, out, workers=workers, scheduler=scheduler, batch_size=int(batch_size), quiet=quiet)
+    path = run_embed(
+        srcs,
+        index or encoder,
+        out,
+        workers=workers,
+        scheduler=scheduler,
+        batch_size=int(batch_size),
+        quiet=quiet,
+    )
     if not quiet:
         import pyarrow.parquet as pq
 
@@ -177,8 +235,15 @@ def _shown(relative_to: str | None):
     return lambda p: os.path.relpath(p, base)
 
 
-def query(*images: str, index: str = DEFAULT_INDEX, k: int = 10, min_similarity: float = 0.0, format: str = "table",
-          html: str | None = None, relative_to: str | None = None) -> None:
+def query(
+    *images: str,
+    index: str = DEFAULT_INDEX,
+    k: int = 10,
+    min_similarity: float = 0.0,
+    format: str = "table",
+    html: str | None = None,
+    relative_to: str | None = None,
+) -> None:
     """Find the images most like each query image, best first, with calibrated similarity %.
 
     Args:
@@ -200,14 +265,25 @@ def query(*images: str, index: str = DEFAULT_INDEX, k: int = 10, min_similarity:
     problems: list = []
     queries = list(iter_image_paths(given, problems))
     if problems:
-        raise UsageError(f"{problems[0].path}: query image not found" if "no such" in problems[0].reason else f"{problems[0].path}: {problems[0].reason}")
+        raise UsageError(
+            f"{problems[0].path}: query image not found"
+            if "no such" in problems[0].reason
+            else f"{problems[0].path}: {problems[0].reason}"
+        )
     if not queries:
         raise UsageError(f"no query images in {', '.join(given)}")
     idx = open_index(index)
     results = idx.search_many(queries, k=int(k), min_similarity=float(min_similarity))
     shown = _shown(relative_to)
     rows = [
-        {"query": shown(q), "rank": h.rank, "similarity": round(h.similarity, 1), "distance": round(h.distance, 4), "id": h.id, "path": shown(h.path)}
+        {
+            "query": shown(q),
+            "rank": h.rank,
+            "similarity": round(h.similarity, 1),
+            "distance": round(h.distance, 4),
+            "id": h.id,
+            "path": shown(h.path),
+        }
         for q, hits in zip(queries, results)
         for h in hits
     ]
@@ -219,8 +295,15 @@ def query(*images: str, index: str = DEFAULT_INDEX, k: int = 10, min_similarity:
         print(f"wrote {out}", file=sys.stderr)
 
 
-def dedup(index: str = DEFAULT_INDEX, min_similarity: float = 90.0, out: str | None = None, html: str | None = None,
-          format: str = "csv", relative_to: str | None = None, quiet: bool = False) -> None:
+def dedup(
+    index: str = DEFAULT_INDEX,
+    min_similarity: float = 90.0,
+    out: str | None = None,
+    html: str | None = None,
+    format: str = "csv",
+    relative_to: str | None = None,
+    quiet: bool = False,
+) -> None:
     """Find every group of near-duplicates in an index, with a suggested keeper per group.
 
     Keeper: the largest resolution, then the largest file. Every other member of a group is at or
@@ -244,7 +327,11 @@ def dedup(index: str = DEFAULT_INDEX, min_similarity: float = 90.0, out: str | N
     with progress(len(idx), "dedup", quiet) as bar:
         groups = find_groups(idx, float(min_similarity), bar.update)
     shown = _shown(relative_to)
-    rows = [dict(group=n, **{**m.as_dict(), "path": shown(m.path), "similarity": round(m.similarity, 1)}) for n, g in enumerate(groups, 1) for m in g]
+    rows = [
+        dict(group=n, **{**m.as_dict(), "path": shown(m.path), "similarity": round(m.similarity, 1)})
+        for n, g in enumerate(groups, 1)
+        for m in g
+    ]
     columns = ["group", "path", "keep", "similarity", "width", "height", "bytes", "id"]
     if out:
         from .store import atomic_write_bytes
@@ -260,7 +347,10 @@ def dedup(index: str = DEFAULT_INDEX, min_similarity: float = 90.0, out: str | N
 
         report.write(html, report.groups_page([[m.as_dict() for m in g] for g in groups], shown))
     if not quiet:
-        print(f"{len(groups)} groups, {sum(len(g) for g in groups)} images, {sum(len(g) - 1 for g in groups)} could go", file=sys.stderr)
+        print(
+            f"{len(groups)} groups, {sum(len(g) for g in groups)} images, {sum(len(g) - 1 for g in groups)} could go",
+            file=sys.stderr,
+        )
 
 
 def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table") -> None:
@@ -277,7 +367,11 @@ def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table
     idx = open_index(index)
     if skipped:
         t = idx.skipped()
-        _emit([{"path": p, "reason": r} for p, r in zip(t["path"].to_pylist(), t["reason"].to_pylist())], format, ["path", "reason"])
+        _emit(
+            [{"path": p, "reason": r} for p, r in zip(t["path"].to_pylist(), t["reason"].to_pylist())],
+            format,
+            ["path", "reason"],
+        )
         return
     data = idx.info()
     if format == "json":
@@ -291,11 +385,19 @@ def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table
         ("images", data["images"]),
         ("skipped", f"{data['skipped']} (list them with --skipped)" if data["skipped"] else 0),
         ("dimension", data["dimension"]),
-        ("faiss index", f"{ix.get('factory')} (exact)" if ix.get("nlist") == 1 else
-         f"{ix.get('factory')}, nprobe {ix.get('nprobe')}" + (f", re-ranked: {ix['rerank']}x candidates by exact distance" if ix.get("rerank") else "")),
+        (
+            "faiss index",
+            f"{ix.get('factory')} (exact)"
+            if ix.get("nlist") == 1
+            else f"{ix.get('factory')}, nprobe {ix.get('nprobe')}"
+            + (f", re-ranked: {ix['rerank']}x candidates by exact distance" if ix.get("rerank") else ""),
+        ),
         ("recall@10", f"{recall:.3f} vs exact search" if recall is not None else "not measured"),
         ("encoder", f"{enc.get('fingerprint')}: {json.dumps(enc.get('config'))}"),
-        ("calibration", f"{data['calibration'].get('positives')} edited copies vs {data['calibration'].get('negatives')} non-matching hits"),
+        (
+            "calibration",
+            f"{data['calibration'].get('positives')} edited copies vs {data['calibration'].get('negatives')} non-matching hits",
+        ),
         ("committed", data["committed_at"]),
     ]
     if data["advice"]:
@@ -374,7 +476,18 @@ def _emit(rows: list[dict], format: str, columns: list[str], group_by: str | Non
             print("(no results)", file=sys.stderr)
 
 
-COMMANDS = {"build": build, "add": add, "remove": remove, "query": query, "dedup": dedup, "info": info, "check": check, "embed": embed, "train": train, "demo": demo}
+COMMANDS = {
+    "build": build,
+    "add": add,
+    "remove": remove,
+    "query": query,
+    "dedup": dedup,
+    "info": info,
+    "check": check,
+    "embed": embed,
+    "train": train,
+    "demo": demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,11 +498,21 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     # fire writes help to stderr; a user who asks for help wants it on stdout (to page or grep it).
-    help_out = contextlib.redirect_stderr(sys.stdout) if {"--help", "-h"} & set(args) else contextlib.nullcontext()
+    help_out = (
+        contextlib.redirect_stderr(sys.stdout) if {"--help", "-h"} & set(args) else contextlib.nullcontext()
+    )
     try:
         with help_out:
             fire.Fire(COMMANDS, command=args, name="vecsearch")
-    except (UsageError, IndexError_, ImageError, ValueError, FileNotFoundError, PermissionError, RuntimeError) as e:
+    except (
+        UsageError,
+        IndexError_,
+        ImageError,
+        ValueError,
+        FileNotFoundError,
+        PermissionError,
+        RuntimeError,
+    ) as e:
         print(f"vecsearch: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

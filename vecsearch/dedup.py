@@ -7,6 +7,7 @@ A group is then its keeper and the images within the threshold of the keeper its
 look-alikes (A~B, B~C, but not A~C) is split, so that nothing is offered for deletion that is not
 a near-duplicate of the image kept.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
     by_label = in_group[np.argsort(label[in_group], kind="stable")]  # members, grouped, in one sort
     bounds = np.flatnonzero(np.r_[True, np.diff(label[by_label]) != 0, True])
     paths = meta["path"].to_pylist()
+
     def column(name: str) -> np.ndarray:  # vectors from other tools may lack file facts: 0
         return np.nan_to_num(meta[name].to_numpy(zero_copy_only=False).astype(np.float64)).astype(np.int64)
 
@@ -97,8 +99,20 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
             near = d <= radius + 1e-6
             if near.sum() > 1:
                 sim = index.calibration.percent(d[near])
-                groups.append([Member(paths[m], int(ids[m]), n == 0, float(s), int(widths[m]), int(heights[m]), int(size[m]))
-                               for n, (m, s) in enumerate(zip(members[left[near]], sim))])
+                groups.append(
+                    [
+                        Member(
+                            paths[m],
+                            int(ids[m]),
+                            n == 0,
+                            float(s),
+                            int(widths[m]),
+                            int(heights[m]),
+                            int(size[m]),
+                        )
+                        for n, (m, s) in enumerate(zip(members[left[near]], sim))
+                    ]
+                )
             left = left[~near]
     groups.sort(key=lambda g: (-len(g), g[0].path))
     return groups

@@ -3,6 +3,7 @@
 Calibration fits its percentages on such copies, the tests check that they are found, and the
 benchmarks make near-duplicate groups with them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,9 @@ def perspective(img: np.ndarray, amount: float, rng: np.random.Generator) -> np.
     h, w = img.shape[:2]
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     dst = src + rng.uniform(-amount, amount, (4, 2)).astype(np.float32) * np.float32([w, h])
-    return cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpPerspective(
+        img, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REFLECT
+    )
 
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
@@ -101,11 +104,13 @@ class CopyPlan:
     def wants(self, path: str) -> bool:
         if self.rate >= 1:
             return True
-        h = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8, key=self.seed.to_bytes(8, "little"))
+        h = hashlib.blake2b(
+            path.encode("utf-8", "surrogateescape"), digest_size=8, key=self.seed.to_bytes(8, "little")
+        )
         return int.from_bytes(h.digest(), "little") < self.rate * 2**64
 
 
-def encode_copies(encoder: "Encoder", paths: list[str], copies: int, seed: int) -> list[np.ndarray | None]:
+def encode_copies(encoder: Encoder, paths: list[str], copies: int, seed: int) -> list[np.ndarray | None]:
     """Vectors of ``copies`` random edits of each file, (copies, dim) each, None where it cannot be read.
 
     Calibration's positives for sources the build did not make copies of (vectors made elsewhere,
@@ -123,5 +128,7 @@ def encode_copies(encoder: "Encoder", paths: list[str], copies: int, seed: int) 
             continue
         edited += edited_copies(pixels, path, copies, seed)
         read.append(True)
-    vectors = iter(np.split(encoder.encode(edited), np.arange(copies, len(edited), copies)))  # one batch: the PCA is matrix-shaped
+    vectors = iter(
+        np.split(encoder.encode(edited), np.arange(copies, len(edited), copies))
+    )  # one batch: the PCA is matrix-shaped
     return [next(vectors) if ok else None for ok in read]

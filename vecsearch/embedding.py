@@ -5,11 +5,12 @@ The table is the one ``vectors.py`` defines (path, vector, error, file facts), w
 machine can index. Files are written in batches under a temporary name and renamed when complete:
 a killed job never leaves a truncated file under the requested name.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +47,17 @@ def embed(
     results = executors.encode(enc, tasks, workers, scheduler)
     schema = vt.schema(enc)
     extra = pa.table({"path": [p for p, _ in problems], "error": [r for _, r in problems]})
-    extra = pa.Table.from_arrays([extra["path"] if n == "path" else extra["error"] if n == "error" else pa.nulls(len(extra), schema.field(n).type) for n in schema.names], schema=schema)
+    extra = pa.Table.from_arrays(
+        [
+            extra["path"]
+            if n == "path"
+            else extra["error"]
+            if n == "error"
+            else pa.nulls(len(extra), schema.field(n).type)
+            for n in schema.names
+        ],
+        schema=schema,
+    )
     with progress(len(paths), "embed", quiet) as bar:
         if out is None:
             parts = {}

@@ -6,6 +6,7 @@ partly whitened; the VLAD one is not (both measured, bench/TUNING.md). Everythin
 vector (config, vocabulary, both PCAs) lives in one ``.npz`` written without pickle, so any process
 that loads it encodes identically.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,9 +14,9 @@ import json
 import logging
 import os
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -52,7 +53,9 @@ class EncoderConfig:
     colour_grid_weight: float = 0.7
     texture_weight: float = 0.7
     colour_pca_dim: int = 128
-    colour_side: int = COLOUR_SIDE  # colour/texture on a copy this large: as good as 256 px, 2x faster (bench/TUNING.md)
+    colour_side: int = (
+        COLOUR_SIDE  # colour/texture on a copy this large: as good as 256 px, 2x faster (bench/TUNING.md)
+    )
     colour_whiten: float = 0.375  # partial whitening of the colour part: +0.04 Holidays mAP
     train_images: int = 1000  # sample size for the vocabulary and the PCA
     seed: int = 1234
@@ -70,12 +73,14 @@ class EncoderConfig:
         return json.dumps(fields, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "EncoderConfig":
+    def from_json(cls, text: str) -> EncoderConfig:
         raw = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - known
         if unknown:
-            raise ValueError(f"encoder config has unknown fields {sorted(unknown)} (made by a newer vecsearch?)")
+            raise ValueError(
+                f"encoder config has unknown fields {sorted(unknown)} (made by a newer vecsearch?)"
+            )
         raw = {**LEGACY, **raw}
         for k in ("colour_bins", "colour_grid_bins"):
             if k in raw:
@@ -92,8 +97,15 @@ class Features:
 
 
 def extract(pixels: np.ndarray, config: EncoderConfig) -> Features:
-    colour = colour_histogram(pixels, config.colour_bins, config.colour_grid, config.colour_grid_bins, config.colour_grid_weight, config.texture_weight,
-                              config.colour_side)
+    colour = colour_histogram(
+        pixels,
+        config.colour_bins,
+        config.colour_grid,
+        config.colour_grid_bins,
+        config.colour_grid_weight,
+        config.texture_weight,
+        config.colour_side,
+    )
     return Features(colour, orb_descriptors(pixels, config.n_features))
 
 
@@ -104,7 +116,9 @@ def _pca(x: np.ndarray, dim: int, whiten: float) -> tuple[np.ndarray, np.ndarray
     dim = min(dim, x.shape[1])
     pca = faiss.PCAMatrix(x.shape[1], dim, -whiten / 2)
     pca.train(np.ascontiguousarray(x, np.float32))
-    return faiss.vector_to_array(pca.mean).astype(np.float32), faiss.vector_to_array(pca.A).reshape(dim, x.shape[1]).astype(np.float32)
+    return faiss.vector_to_array(pca.mean).astype(np.float32), faiss.vector_to_array(pca.A).reshape(
+        dim, x.shape[1]
+    ).astype(np.float32)
 
 
 def extract_files(paths: Sequence[str], config: EncoderConfig) -> list[Features]:
@@ -159,17 +173,26 @@ class EncodedFiles:
     copies: dict[str, np.ndarray] = field(default_factory=dict)  # path → (c, dim) vectors of edited copies
 
     @classmethod
-    def crashed(cls, path: str, dim: int) -> "EncodedFiles":
+    def crashed(cls, path: str, dim: int) -> EncodedFiles:
         """The result for a file that killed the worker process decoding it."""
-        return cls(np.zeros((0, dim), np.float32), [], [(path, "a worker process died while decoding this file")])
+        return cls(
+            np.zeros((0, dim), np.float32), [], [(path, "a worker process died while decoding this file")]
+        )
 
 
 class Encoder:
     """Trained encoder state: immutable after fitting, so ``encode`` is safe to call from several
     threads, and picklable (its arrays, about 17 MB with the defaults) to send to workers."""
 
-    def __init__(self, config: EncoderConfig, centres: np.ndarray, pca_mean: np.ndarray, pca_components: np.ndarray,
-                 colour_mean: np.ndarray, colour_components: np.ndarray):
+    def __init__(
+        self,
+        config: EncoderConfig,
+        centres: np.ndarray,
+        pca_mean: np.ndarray,
+        pca_components: np.ndarray,
+        colour_mean: np.ndarray,
+        colour_components: np.ndarray,
+    ):
         self.config = config
         self.centres = np.ascontiguousarray(centres, np.float32)
         self.pca_mean = np.ascontiguousarray(pca_mean, np.float32)
@@ -223,7 +246,9 @@ class Encoder:
         Raises ImageError naming the first input that cannot be decoded; use ``encode_files`` to skip
         bad files instead.
         """
-        if isinstance(images, (str, os.PathLike, bytes, np.ndarray)) and not (isinstance(images, np.ndarray) and images.dtype == object):
+        if isinstance(images, (str, os.PathLike, bytes, np.ndarray)) and not (
+            isinstance(images, np.ndarray) and images.dtype == object
+        ):
             images = [images]
         feats = []
         for i, image in enumerate(images):
@@ -245,7 +270,9 @@ class Encoder:
                 f = extract(pixels, self.config)
                 if copies is not None and copies.wants(path):
                     edited = edited_copies(pixels, path, copies.copies, copies.seed)
-                    copy_feats[path] = [extract(imgs.to_pixels(e, self.config.max_side), self.config) for e in edited]  # as a query would be
+                    copy_feats[path] = [
+                        extract(imgs.to_pixels(e, self.config.max_side), self.config) for e in edited
+                    ]  # as a query would be
                 feats.append(f)
                 infos.append(info)
             except imgs.ImageError as e:
@@ -253,8 +280,17 @@ class Encoder:
             except Exception as e:  # a decoder bug must cost one file, not the build
                 failures.append((path, f"unexpected error: {type(e).__name__}: {e}"))
         made = self.encode_features([f for fs in copy_feats.values() for f in fs])
-        return EncodedFiles(self.encode_features(feats), infos, failures,
-                            {p: v for p, v in zip(copy_feats, np.split(made, np.cumsum([len(fs) for fs in copy_feats.values()])[:-1]))})
+        return EncodedFiles(
+            self.encode_features(feats),
+            infos,
+            failures,
+            {
+                p: v
+                for p, v in zip(
+                    copy_feats, np.split(made, np.cumsum([len(fs) for fs in copy_feats.values()])[:-1])
+                )
+            },
+        )
 
     def encode_table(self, paths: Sequence[str]):
         """Encode files into a ``pyarrow.Table`` (path, vector, error, file facts); bad files get an error."""
@@ -269,7 +305,7 @@ class Encoder:
         images: Iterable[imgs.ImageInput],
         config: EncoderConfig | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> "Encoder":
+    ) -> Encoder:
         """Train on sample images (paths, bytes or arrays); unreadable inputs are skipped.
 
         With fewer images than the PCA needs, crops of them and of the example photos shipped with
@@ -281,15 +317,23 @@ class Encoder:
             try:
                 pixels.append(imgs.to_pixels(image, config.max_side))
             except imgs.ImageError as e:
-                log.warning("training: skipped %s: %s", image if isinstance(image, (str, os.PathLike)) else "an input", e)
+                log.warning(
+                    "training: skipped %s: %s",
+                    image if isinstance(image, (str, os.PathLike)) else "an input",
+                    e,
+                )
             if progress:
                 progress(1)
         if len(pixels) < config.min_train_views:
-            pixels = _views(pixels + [imgs.to_pixels(p, config.max_side) for p in example_images()], config.min_train_views, config.seed)
+            pixels = _views(
+                pixels + [imgs.to_pixels(p, config.max_side) for p in example_images()],
+                config.min_train_views,
+                config.seed,
+            )
         return cls.fit_features([extract(p, config) for p in pixels], config)
 
     @classmethod
-    def fit_features(cls, feats: Sequence[Features], config: EncoderConfig) -> "Encoder":
+    def fit_features(cls, feats: Sequence[Features], config: EncoderConfig) -> Encoder:
         """The vocabulary (faiss k-means), the PCA (faiss, via the Gram matrix when there are fewer
         images than VLAD dimensions) and the colour mean, from extracted features."""
         import faiss
@@ -304,11 +348,15 @@ class Encoder:
         # k-means looks at most 256 points per centre: sample before unpacking bits into floats.
         take = min(len(desc), config.n_centres * 256)
         x = unpack_bits(desc[np.sort(rng.choice(len(desc), take, replace=False))])
-        km = faiss.Kmeans(x.shape[1], config.n_centres, niter=20, seed=config.seed, max_points_per_centroid=256)
+        km = faiss.Kmeans(
+            x.shape[1], config.n_centres, niter=20, seed=config.seed, max_points_per_centroid=256
+        )
         km.train(x)
         centres = km.centroids.copy()
         mean, comps = _pca(vlad([f.descriptors for f in feats], centres), config.pca_dim, config.whiten)
-        colour_mean, colour_comps = _pca(np.stack([f.colour for f in feats]), config.colour_pca_dim, config.colour_whiten)
+        colour_mean, colour_comps = _pca(
+            np.stack([f.colour for f in feats]), config.colour_pca_dim, config.colour_whiten
+        )
         return cls(config, centres, mean, comps, colour_mean, colour_comps)
 
     # ---- persistence -----------------------------------------------------------------------
@@ -332,7 +380,7 @@ class Encoder:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Encoder":
+    def load(cls, path: str | os.PathLike) -> Encoder:
         """Load from an encoder .npz, a directory holding encoder.npz, or an index directory."""
         from .store import resolve_encoder_path
 
@@ -341,12 +389,16 @@ class Encoder:
             with np.load(path, allow_pickle=False) as z:
                 fmt = int(z["format"])
                 if fmt > FORMAT:
-                    raise ValueError(f"{path}: encoder format {fmt} is newer than this vecsearch understands ({FORMAT})")
+                    raise ValueError(
+                        f"{path}: encoder format {fmt} is newer than this vecsearch understands ({FORMAT})"
+                    )
                 config = EncoderConfig.from_json(str(z["config"]))
                 enc = cls(config, *(z[k] for k in cls.STATE))
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             msg = str(e)
-            raise ValueError(msg if msg.startswith(str(path)) else f"{path}: not a valid encoder file ({msg})") from None
+            raise ValueError(
+                msg if msg.startswith(str(path)) else f"{path}: not a valid encoder file ({msg})"
+            ) from None
         return enc
 
     def _arrays(self) -> tuple[np.ndarray, ...]:

@@ -6,13 +6,15 @@ mAP, recall@1 and precision@10 exclude the query itself, the UKBench N-S score c
 calibrated %); ``baseline_metrics`` gives what a user would otherwise pick (pHash, a colour histogram).
 Needs the ``bench`` extra (scikit-learn's average precision, imagehash): ``pip install -e ".[bench]"``.
 """
+
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -109,7 +111,14 @@ def reliability(similarity: np.ndarray, relevant: np.ndarray, bins: int = 10) ->
             continue
         stated, observed = float(p[m].mean()), float(relevant[m].mean())
         ece += m.sum() / len(p) * abs(stated - observed)
-        table.append({"bin": f"{edges[b]*100:.0f}-{edges[b+1]*100:.0f}%", "n": int(m.sum()), "stated": stated, "observed": observed})
+        table.append(
+            {
+                "bin": f"{edges[b] * 100:.0f}-{edges[b + 1] * 100:.0f}%",
+                "n": int(m.sum()),
+                "stated": stated,
+                "observed": observed,
+            }
+        )
     return table, float(ece)
 
 
@@ -127,8 +136,13 @@ def _full_order(ranked: list[int], n: int) -> np.ndarray:
     return np.r_[np.asarray(ranked, int), np.flatnonzero(~seen)]
 
 
-def evaluate_index(data: LabelledSet, index_dir: str | os.PathLike, workers: int | None = None, quiet: bool = True,
-                   config: EncoderConfig | None = None) -> dict:
+def evaluate_index(
+    data: LabelledSet,
+    index_dir: str | os.PathLike,
+    workers: int | None = None,
+    quiet: bool = True,
+    config: EncoderConfig | None = None,
+) -> dict:
     """Build a real index over the set and rank every query through ``Index.search_many``.
 
     Same encoder training (with ``config``, default settings if None) and calibration fit as a user's build. Returns the retrieval metrics,
@@ -161,8 +175,12 @@ def evaluate_index(data: LabelledSet, index_dir: str | os.PathLike, workers: int
     }
 
 
-def calibration_spread(index_dir: str | os.PathLike, top10: tuple[np.ndarray, np.ndarray], seeds: Sequence[int] = range(1, 6),
-                       workers: int | None = None) -> list[float]:
+def calibration_spread(
+    index_dir: str | os.PathLike,
+    top10: tuple[np.ndarray, np.ndarray],
+    seeds: Sequence[int] = range(1, 6),
+    workers: int | None = None,
+) -> list[float]:
     """ECE of the same hits (``top10`` = distances, relevant) under calibrations refitted on other
     random draws of sources and edits (the build used seed 0): how much the stated percentages
     depend on which images the calibration happened to draw."""
@@ -175,8 +193,15 @@ def calibration_spread(index_dir: str | os.PathLike, top10: tuple[np.ndarray, np
     items = list(zip(meta["id"].to_pylist(), meta["path"].to_pylist()))
     full = faiss_index.load(ix.version.file("index"), mmap=False)
     distance, relevant = top10
-    return [reliability(builder.fit_calibration(ix.encoder, full, items, True, seed=s, workers=workers, exact=ix.exact).percent(distance), relevant)[1]
-            for s in seeds]
+    return [
+        reliability(
+            builder.fit_calibration(
+                ix.encoder, full, items, True, seed=s, workers=workers, exact=ix.exact
+            ).percent(distance),
+            relevant,
+        )[1]
+        for s in seeds
+    ]
 
 
 def phash_bits(paths: Sequence[str]) -> np.ndarray:
@@ -211,7 +236,9 @@ def baseline_metrics(data: LabelledSet) -> dict[str, dict[str, float]]:
     q = bits[data.queries]
     hamming = q @ (1 - bits).T + (1 - q) @ bits.T
     hist = hsv_histograms(data.paths)
-    chi2 = np.array([[cv2.compareHist(hist[i], h, cv2.HISTCMP_CHISQR_ALT) for h in hist] for i in data.queries])
+    chi2 = np.array(
+        [[cv2.compareHist(hist[i], h, cv2.HISTCMP_CHISQR_ALT) for h in hist] for i in data.queries]
+    )
     return {
         name: retrieval_metrics(_order_from_distances(dist), data.groups, data.queries)
         for name, dist in (("pHash", hamming), ("colour-hist", chi2))

@@ -8,15 +8,17 @@ it in their initializer, Dask workers by one broadcast scatter.
 Worker processes start through forkserver, which imports the caller's ``__main__``: a script that
 calls vecsearch must do so under ``if __name__ == "__main__":``.
 """
+
 from __future__ import annotations
 
 import functools
 import itertools
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from .edits import CopyPlan
 from .encoder import EncodedFiles, Encoder, EncoderConfig, extract_files
@@ -63,8 +65,14 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run(work: Work, shared: Any, tasks: Iterable[Task], workers: int | None = None, scheduler=None,
-        on_crash: Callable[[str], Any] | None = None) -> Iterator[tuple[int, Any]]:
+def run(
+    work: Work,
+    shared: Any,
+    tasks: Iterable[Task],
+    workers: int | None = None,
+    scheduler=None,
+    on_crash: Callable[[str], Any] | None = None,
+) -> Iterator[tuple[int, Any]]:
     """``work(shared, paths)`` for every task; ``workers=0`` runs here, ``scheduler`` on Dask.
 
     ``on_crash(path)`` gives the result for a file that kills a pool worker every time it is tried
@@ -79,12 +87,23 @@ def run(work: Work, shared: Any, tasks: Iterable[Task], workers: int | None = No
         yield from _run_pool(work, shared, tasks, workers or default_workers(), on_crash)
 
 
-def encode(encoder: Encoder, tasks: Iterable[Task], workers: int | None = None, scheduler=None,
-           copies: CopyPlan | None = None) -> Iterator[tuple[int, EncodedFiles]]:
+def encode(
+    encoder: Encoder,
+    tasks: Iterable[Task],
+    workers: int | None = None,
+    scheduler=None,
+    copies: CopyPlan | None = None,
+) -> Iterator[tuple[int, EncodedFiles]]:
     """``run`` with the encoder (and calibration ``copies``, see ``Encoder.encode_files``): a file
     that kills a worker comes back as a failure, not an error."""
-    return run(functools.partial(encode_files, copies=copies), encoder, tasks, workers, scheduler,
-               on_crash=functools.partial(EncodedFiles.crashed, dim=encoder.dim))
+    return run(
+        functools.partial(encode_files, copies=copies),
+        encoder,
+        tasks,
+        workers,
+        scheduler,
+        on_crash=functools.partial(EncodedFiles.crashed, dim=encoder.dim),
+    )
 
 
 def _pool(shared: Any, workers: int) -> ProcessPoolExecutor:
@@ -99,7 +118,9 @@ def _pool(shared: Any, workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,))
 
 
-def _run_pool(work: Work, shared: Any, tasks: Iterable[Task], workers: int, on_crash) -> Iterator[tuple[int, Any]]:
+def _run_pool(
+    work: Work, shared: Any, tasks: Iterable[Task], workers: int, on_crash
+) -> Iterator[tuple[int, Any]]:
     """A local process pool. If a worker dies (a decoder crash, the OOM killer), the batches it may
     have held are re-run alone, split until the file that kills a worker is found."""
     todo = iter(tasks)
@@ -140,8 +161,10 @@ def _check_workers_start(work: Work, shared: Any) -> None:
         try:
             probe.submit(_in_worker, work, (0, [])).result()
         except DIED:
-            raise RuntimeError("worker processes die as they start. If vecsearch is called from a script, the call must be "
-                               "under `if __name__ == \"__main__\":` (workers import the script); or use workers=0") from None
+            raise RuntimeError(
+                "worker processes die as they start. If vecsearch is called from a script, the call must be "
+                'under `if __name__ == "__main__":` (workers import the script); or use workers=0'
+            ) from None
 
 
 def _salvage(work: Work, shared: Any, paths: list[str], on_crash) -> Any:
@@ -152,18 +175,24 @@ def _salvage(work: Work, shared: Any, paths: list[str], on_crash) -> Any:
             pass
     if len(paths) == 1:
         if on_crash is None:
-            raise RuntimeError(f"{paths[0]}: a worker process dies on this file (if this is a script: "
-                               "is the call to vecsearch under `if __name__ == \"__main__\":`?)")
+            raise RuntimeError(
+                f"{paths[0]}: a worker process dies on this file (if this is a script: "
+                'is the call to vecsearch under `if __name__ == "__main__":`?)'
+            )
         return on_crash(paths[0])
     half = len(paths) // 2
-    return _merge(_salvage(work, shared, paths[:half], on_crash), _salvage(work, shared, paths[half:], on_crash))
+    return _merge(
+        _salvage(work, shared, paths[:half], on_crash), _salvage(work, shared, paths[half:], on_crash)
+    )
 
 
 def _merge(a: Any, b: Any) -> Any:
     if isinstance(a, EncodedFiles):
         import numpy as np
 
-        return EncodedFiles(np.vstack([a.vectors, b.vectors]), a.infos + b.infos, a.failures + b.failures, a.copies | b.copies)
+        return EncodedFiles(
+            np.vstack([a.vectors, b.vectors]), a.infos + b.infos, a.failures + b.failures, a.copies | b.copies
+        )
     return a + b
 
 
@@ -179,7 +208,12 @@ def _run_dask(work: Work, shared: Any, tasks: Iterable[Task], scheduler) -> Iter
         shipped = client.scatter(shared, broadcast=True)
         todo = iter(tasks)
         with client.as_current():  # as_completed looks for the current client
-            running = as_completed([client.submit(_with, work, shipped, t, pure=False) for t in itertools.islice(todo, in_flight)])
+            running = as_completed(
+                [
+                    client.submit(_with, work, shipped, t, pure=False)
+                    for t in itertools.islice(todo, in_flight)
+                ]
+            )
         for fut in running:
             yield fut.result()
             nxt = next(todo, None)

@@ -4,6 +4,7 @@ Decoding goes through Pillow because it reads headers without decoding (so decom
 refused before any pixel is allocated), applies EXIF orientation, and decodes JPEGs at a reduced DCT
 scale (``draft``), which is most of the speed of a build over large photos.
 """
+
 from __future__ import annotations
 
 import glob
@@ -12,9 +13,10 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Union
 
 import cv2
 import numpy as np
@@ -76,7 +78,9 @@ def _walk(root: Path, problems: list[ScanProblem]) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def iter_image_paths(sources: Iterable[str | os.PathLike], problems: list[ScanProblem] | None = None) -> Iterator[str]:
+def iter_image_paths(
+    sources: Iterable[str | os.PathLike], problems: list[ScanProblem] | None = None
+) -> Iterator[str]:
     """Yield image paths from folders (recursive), files, glob patterns and .txt/.lst lists of paths.
 
     Paths are absolute and each is yielded once. Sources that match nothing are recorded in
@@ -95,7 +99,9 @@ def iter_image_paths(sources: Iterable[str | os.PathLike], problems: list[ScanPr
             candidates = [p]
         elif glob.has_magic(source):
             matches = sorted(glob.glob(source, recursive=True))
-            candidates = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_EXTENSIONS]
+            candidates = [
+                Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_EXTENSIONS
+            ]
             if not matches:
                 problems.append(ScanProblem(source, "pattern matches no file"))
         else:
@@ -110,7 +116,9 @@ def iter_image_paths(sources: Iterable[str | os.PathLike], problems: list[ScanPr
                 key.encode("utf-8")
             except UnicodeEncodeError:
                 shown = os.fsencode(key).decode("utf-8", "backslashreplace")
-                problems.append(ScanProblem(shown, "file name is not valid UTF-8 (rename the file to index it)"))
+                problems.append(
+                    ScanProblem(shown, "file name is not valid UTF-8 (rename the file to index it)")
+                )
                 continue
             yield key
 
@@ -166,7 +174,12 @@ def decode(data: bytes, max_side: int) -> tuple[np.ndarray, int, int]:
     if pixels.size == 0:
         raise ImageError("image has no pixels")
     # exif_transpose may swap the axes: report the size as displayed.
-    if pixels.shape[1] < pixels.shape[0] and width > height or pixels.shape[1] > pixels.shape[0] and width < height:
+    if (
+        (pixels.shape[1] < pixels.shape[0]
+        and width > height)
+        or (pixels.shape[1] > pixels.shape[0]
+        and width < height)
+    ):
         width, height = height, width
     return fit_size(pixels, max_side), width, height
 

@@ -5,6 +5,7 @@ small collections get one list ("IVF1,Flat"), which scans everything and is exac
 √N-scaled lists, with codes compressed (SQ8, then PQ) when the raw vectors would not fit the memory
 budget. nprobe is tuned at build time to a measured recall@10 against exact search.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,8 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator, Sequence
 
 import faiss
 import numpy as np
@@ -87,7 +88,12 @@ def choose(n: int, d: int, memory_budget: int | None = None) -> IndexSpec:
         codes = "SQ8"
     else:
         codes = _pq_codes(d, n, memory_budget)
-    return IndexSpec(f"IVF{nlist},{codes}", nlist, memory_budget=memory_budget, rerank=FACTORS[0] if codes.startswith("PQ") else 0)
+    return IndexSpec(
+        f"IVF{nlist},{codes}",
+        nlist,
+        memory_budget=memory_budget,
+        rerank=FACTORS[0] if codes.startswith("PQ") else 0,
+    )
 
 
 def train_size(spec: IndexSpec) -> int:
@@ -154,7 +160,9 @@ def reconstruct(index: faiss.Index, ids: Sequence[int], exact: Vectors | None = 
         return index.reconstruct_batch(np.asarray(ids, np.int64))
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int, exact: Vectors | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search(
+    index: faiss.Index, queries: np.ndarray, k: int, exact: Vectors | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(distances, ids), both (q, k); missing hits have id -1. Distances are squared L2. With
     ``exact`` (PQ indexes), exact.factor·k candidates are re-ranked by their exact distances."""
     k = max(1, min(int(k), max(index.ntotal, 1)))
@@ -165,8 +173,13 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, exact: Vectors | Non
     return exact.rerank(queries, ids, k)
 
 
-def tune_nprobe(index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarray, target: float = TARGET_RECALL,
-                exact: Vectors | None = None) -> tuple[int, float]:
+def tune_nprobe(
+    index: faiss.Index,
+    queries: np.ndarray,
+    ground_truth: np.ndarray,
+    target: float = TARGET_RECALL,
+    exact: Vectors | None = None,
+) -> tuple[int, float]:
     """Smallest power-of-two nprobe whose recall@10 (after re-ranking, if any) against
     ``ground_truth`` reaches ``target``. With ``exact``, ``exact.factor`` is raised (FACTORS) while
     even a scan of every list falls short: then the PQ ranking, not the probing, is what misses."""
@@ -179,14 +192,23 @@ def tune_nprobe(index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarra
     return nprobe, recall
 
 
-def _tune_nprobe(index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarray, target: float, exact: Vectors | None) -> tuple[int, float]:
+def _tune_nprobe(
+    index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarray, target: float, exact: Vectors | None
+) -> tuple[int, float]:
     ivf = faiss.extract_index_ivf(index)
     k = ground_truth.shape[1]
     nprobe, recall = 1, 0.0
     while True:
         ivf.nprobe = nprobe
         _, found = search(index, queries, k, exact)
-        recall = float(np.mean([len(np.intersect1d(f, g[g >= 0])) / max(1, (g >= 0).sum()) for f, g in zip(found, ground_truth)]))
+        recall = float(
+            np.mean(
+                [
+                    len(np.intersect1d(f, g[g >= 0])) / max(1, (g >= 0).sum())
+                    for f, g in zip(found, ground_truth)
+                ]
+            )
+        )
         if recall >= target or nprobe >= ivf.nlist:
             return nprobe, recall
         nprobe = min(nprobe * 2, ivf.nlist)

@@ -3,13 +3,14 @@
 Thumbnails are small JPEG data URIs, so a page still works when moved or mailed. Every text that
 comes from a file name goes through ``html.escape``: a name like ``<script>.jpg`` is shown, never run.
 """
+
 from __future__ import annotations
 
 import base64
 import html
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 
@@ -48,14 +49,22 @@ def _link(path: str) -> str:
 
 def figure(path: str, caption: str, css: str = "", shown: str | None = None) -> str:
     uri = thumbnail(path)
-    img = f'<img src="{uri}" alt="{html.escape(shown or path)}">' if uri else '<div class="missing">not readable</div>'
-    return (f'<figure class="{css}"><a href="{html.escape(_link(path))}">{img}</a>'
-            f"<figcaption>{caption}<br>{html.escape(shown or path)}</figcaption></figure>")
+    img = (
+        f'<img src="{uri}" alt="{html.escape(shown or path)}">'
+        if uri
+        else '<div class="missing">not readable</div>'
+    )
+    return (
+        f'<figure class="{css}"><a href="{html.escape(_link(path))}">{img}</a>'
+        f"<figcaption>{caption}<br>{html.escape(shown or path)}</figcaption></figure>"
+    )
 
 
 def page(title: str, body: Iterable[str]) -> str:
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(body)}</body></html>")
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(body)}</body></html>"
+    )
 
 
 def write(path: str | os.PathLike, content: str) -> Path:
@@ -71,8 +80,11 @@ def results_page(sections: Sequence[tuple[str, list]], shown=lambda p: p) -> str
     body = []
     for query, hits in sections:
         parts = [figure(query, "query", "query", shown(query))]
-        parts += [figure(h.path, f'<span class="pct">{h.similarity:.1f}%</span> · #{h.rank}', shown=shown(h.path)) for h in hits]
-        body.append(f"<h2>{html.escape(shown(query))}</h2><div class=\"grid\">{''.join(parts)}</div>")
+        parts += [
+            figure(h.path, f'<span class="pct">{h.similarity:.1f}%</span> · #{h.rank}', shown=shown(h.path))
+            for h in hits
+        ]
+        body.append(f'<h2>{html.escape(shown(query))}</h2><div class="grid">{"".join(parts)}</div>')
     return page(f"vecsearch: {len(sections)} {'query' if len(sections) == 1 else 'queries'}", body)
 
 
@@ -80,7 +92,15 @@ def groups_page(groups: Sequence[list[dict]], shown=lambda p: p) -> str:
     """One row per near-duplicate group; the suggested keeper is outlined."""
     body = []
     for n, members in enumerate(groups, 1):
-        parts = [figure(m["path"], ("keep · " if m["keep"] else "") + f'<span class="pct">{m["similarity"]:.1f}%</span> · {m["width"]}×{m["height"]}',
-                        "keep" if m["keep"] else "", shown(m["path"])) for m in members]
-        body.append(f"<h2>group {n} · {len(members)} images</h2><div class=\"grid\">{''.join(parts)}</div>")
+        parts = [
+            figure(
+                m["path"],
+                ("keep · " if m["keep"] else "")
+                + f'<span class="pct">{m["similarity"]:.1f}%</span> · {m["width"]}×{m["height"]}',
+                "keep" if m["keep"] else "",
+                shown(m["path"]),
+            )
+            for m in members
+        ]
+        body.append(f'<h2>group {n} · {len(members)} images</h2><div class="grid">{"".join(parts)}</div>')
     return page(f"vecsearch: {len(groups)} groups of near-duplicates", body)

@@ -7,6 +7,7 @@ FAISS's refine indexes would keep those vectors in RAM (defeating the budget) an
 ids; here they live in a ``.npy`` file with one row per id, and a query touches only the rows of
 its candidates.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,9 @@ class Vectors:
         self.factor = factor
         self.rows = np.load(self.path, mmap_mode="r")
         if self.rows.ndim != 2 or self.rows.dtype != DTYPE:
-            raise ValueError(f"{self.path}: not a re-ranking vectors file ({self.rows.dtype}, shape {self.rows.shape})")
+            raise ValueError(
+                f"{self.path}: not a re-ranking vectors file ({self.rows.dtype}, shape {self.rows.shape})"
+            )
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         """float32 rows of ``ids`` (all ≥ 0), read in id order so the disk is read forwards."""

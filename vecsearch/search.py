@@ -3,13 +3,13 @@
 Only what a query needs is imported here (no training, Dask or HTML code), the FAISS lists are
 memory-mapped, and only the metadata rows of the hits are read.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -49,7 +49,9 @@ class Index:
         try:
             self.faiss = faiss_index.load(version.file("index"))
         except RuntimeError as e:
-            raise store.IndexError_(f"{version.file('index')}: damaged FAISS index ({str(e).splitlines()[0][:200]})") from None
+            raise store.IndexError_(
+                f"{version.file('index')}: damaged FAISS index ({str(e).splitlines()[0][:200]})"
+            ) from None
         try:
             self.calibration = Calibration.load(version.file("calibration"))
         except (ValueError, OSError) as e:
@@ -58,15 +60,22 @@ class Index:
         if "rerank" in self.manifest["files"]:
             self._check_size("rerank")
             try:
-                self.exact = rerank.Vectors(version.file("rerank"), max(int(self.manifest["index"].get("rerank") or 0), rerank.FACTORS[0]))
+                self.exact = rerank.Vectors(
+                    version.file("rerank"),
+                    max(int(self.manifest["index"].get("rerank") or 0), rerank.FACTORS[0]),
+                )
             except (ValueError, OSError) as e:
-                raise store.IndexError_(f"{version.file('rerank')}: damaged re-ranking vectors ({e})") from None
+                raise store.IndexError_(
+                    f"{version.file('rerank')}: damaged re-ranking vectors ({e})"
+                ) from None
         metadata_path = version.file("metadata")
         if not metadata_path.is_file():
             raise store.IndexError_(f"{metadata_path}: metadata file is missing")
         self._metadata = store.open_metadata(metadata_path)  # open now: a later commit may delete the file
         if self.faiss.d != self.encoder.dim:
-            raise store.IndexError_(f"{version.file('index')}: dimension {self.faiss.d} does not match the encoder's {self.encoder.dim}")
+            raise store.IndexError_(
+                f"{version.file('index')}: dimension {self.faiss.d} does not match the encoder's {self.encoder.dim}"
+            )
 
     def _check_size(self, role: str) -> None:
         f = self.version.file(role)
@@ -93,7 +102,13 @@ class Index:
         """The k nearest images to one query (a path, encoded bytes or a BGR array), best first."""
         return self.search_many([query], k, min_similarity)[0]
 
-    def search_many(self, queries: Iterable[ImageInput], k: int = 10, min_similarity: float | None = None, batch_size: int = 256) -> list[list[Hit]]:
+    def search_many(
+        self,
+        queries: Iterable[ImageInput],
+        k: int = 10,
+        min_similarity: float | None = None,
+        batch_size: int = 256,
+    ) -> list[list[Hit]]:
         """One hit list per query; queries are encoded and searched in batches."""
         out: list[list[Hit]] = []
         batch: list[ImageInput] = []
@@ -106,7 +121,9 @@ class Index:
             out += self.search_vectors(self.encoder.encode(batch), k, min_similarity)
         return out
 
-    def search_vectors(self, vectors: np.ndarray, k: int = 10, min_similarity: float | None = None) -> list[list[Hit]]:
+    def search_vectors(
+        self, vectors: np.ndarray, k: int = 10, min_similarity: float | None = None
+    ) -> list[list[Hit]]:
         """Search with precomputed vectors (from this index's encoder)."""
         vectors = np.atleast_2d(np.asarray(vectors, np.float32))
         if vectors.shape[1] != self.dim:
@@ -117,7 +134,11 @@ class Index:
         keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
         paths = self._paths(ids[keep])
         return [
-            [Hit(int(i), paths[int(i)], float(s), float(d), r + 1) for r, (i, s, d, ok) in enumerate(zip(ids[q], sim[q], dist[q], keep[q])) if ok]
+            [
+                Hit(int(i), paths[int(i)], float(s), float(d), r + 1)
+                for r, (i, s, d, ok) in enumerate(zip(ids[q], sim[q], dist[q], keep[q]))
+                if ok
+            ]
             for q in range(len(vectors))
         ]
 
@@ -150,8 +171,15 @@ class Index:
             "skipped": m.get("counts", {}).get("skipped", 0),
             "dimension": self.dim,
             "index": m.get("index", {}),
-            "encoder": {**m.get("encoder", {}), "config": dataclasses.asdict(self.encoder.config)},  # with the fields older files leave out
-            "calibration": {k: v for k, v in self.calibration.fitted_on.items() if not k.startswith("histogram") and not k.endswith("histogram")},
+            "encoder": {
+                **m.get("encoder", {}),
+                "config": dataclasses.asdict(self.encoder.config),
+            },  # with the fields older files leave out
+            "calibration": {
+                k: v
+                for k, v in self.calibration.fitted_on.items()
+                if not k.startswith("histogram") and not k.endswith("histogram")
+            },
             "advice": retrain_advice(m, len(self)),
             "committed_at": m.get("committed_at"),
             "created_at": m.get("created_at"),

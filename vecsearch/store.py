@@ -6,6 +6,7 @@ consistent version; a killed writer leaves the previous manifest and its files u
 the previous version are kept one more commit so that readers that just read the old manifest can
 still open them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,9 +18,10 @@ import os
 import platform
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -125,7 +127,9 @@ def read_manifest(root: str | os.PathLike) -> Version:
     if not isinstance(manifest, dict) or "format" not in manifest or "files" not in manifest:
         raise IndexError_(f"{path}: damaged manifest (missing 'format' or 'files')")
     if int(manifest["format"]) > FORMAT:
-        raise IndexError_(f"{path}: index format {manifest['format']} is newer than this vecsearch reads ({FORMAT}); upgrade vecsearch")
+        raise IndexError_(
+            f"{path}: index format {manifest['format']} is newer than this vecsearch reads ({FORMAT}); upgrade vecsearch"
+        )
     return Version(root, manifest)
 
 
@@ -153,14 +157,18 @@ def writer_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise IndexError_(f"{root}: another vecsearch process is writing this index; try again when it has finished") from None
+                raise IndexError_(
+                    f"{root}: another vecsearch process is writing this index; try again when it has finished"
+                ) from None
             raise
         yield
     finally:
         os.close(fd)
 
 
-VERSIONED = re.compile(r"(encoder|index|metadata|calibration|skipped|rerank)\.\d{6}\.(npz|faiss|parquet|json|npy)")
+VERSIONED = re.compile(
+    r"(encoder|index|metadata|calibration|skipped|rerank)\.\d{6}\.(npz|faiss|parquet|json|npy)"
+)
 
 
 def versioned_name(role: str, version: int, suffix: str) -> str:
@@ -185,11 +193,18 @@ def commit(root: Path, files: dict[str, Path], manifest: dict[str, Any], previou
             os.fsync(f.fileno())
         entries[role] = {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     fsync_dir(root)
-    manifest = dict(manifest, format=FORMAT, files=entries, committed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    manifest = dict(
+        manifest,
+        format=FORMAT,
+        files=entries,
+        committed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     manifest.setdefault("libraries", library_versions())
     atomic_write_bytes(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
     fsync_dir(root)
-    keep = {e["name"] for e in entries.values()} | ({f["name"] for f in previous.manifest["files"].values()} if previous else set())
+    keep = {e["name"] for e in entries.values()} | (
+        {f["name"] for f in previous.manifest["files"].values()} if previous else set()
+    )
     for p in root.iterdir():  # only files of older versions: nothing a user put there
         if p.is_file() and p.name not in keep and VERSIONED.fullmatch(p.name):
             with contextlib.suppress(OSError):
@@ -221,10 +236,14 @@ def read_metadata(source: Path | pq.ParquetFile) -> pa.Table:
     try:
         return f.read().cast(METADATA_SCHEMA)
     except (OSError, pa.ArrowInvalid, ValueError) as e:
-        raise IndexError_(f"{source if isinstance(source, Path) else 'metadata'}: cannot read metadata ({e})") from None
+        raise IndexError_(
+            f"{source if isinstance(source, Path) else 'metadata'}: cannot read metadata ({e})"
+        ) from None
 
 
-def read_metadata_rows(source: Path | pq.ParquetFile, ids: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+def read_metadata_rows(
+    source: Path | pq.ParquetFile, ids: np.ndarray, columns: list[str] | None = None
+) -> pa.Table:
     """Only the rows with the given ids (in id order), reading only the row groups that can hold them."""
     f = source if isinstance(source, pq.ParquetFile) else open_metadata(source)
     wanted = np.sort(np.asarray(ids, np.int64).ravel())
@@ -233,7 +252,11 @@ def read_metadata_rows(source: Path | pq.ParquetFile, ids: np.ndarray, columns: 
     groups = []
     for g in range(f.metadata.num_row_groups):
         stats = f.metadata.row_group(g).column(col).statistics
-        if stats is None or not stats.has_min_max or np.searchsorted(wanted, stats.min) < np.searchsorted(wanted, stats.max, "right"):
+        if (
+            stats is None
+            or not stats.has_min_max
+            or np.searchsorted(wanted, stats.min) < np.searchsorted(wanted, stats.max, "right")
+        ):
             groups.append(g)
     table = f.read_row_groups(groups, columns=columns) if groups else METADATA_SCHEMA.empty_table()
     # Rows are sorted by id (every writer sorts), so a binary search finds them.
@@ -246,4 +269,6 @@ def read_metadata_rows(source: Path | pq.ParquetFile, ids: np.ndarray, columns: 
     if len(starts) > SLICED_RUNS:
         return table.take(pa.array(found))
     ends = np.r_[starts[1:], len(found)]
-    return pa.concat_tables([table.slice(int(found[a]), int(b - a)) for a, b in zip(starts, ends)] or [table.slice(0, 0)])
+    return pa.concat_tables(
+        [table.slice(int(found[a]), int(b - a)) for a, b in zip(starts, ends)] or [table.slice(0, 0)]
+    )

@@ -6,11 +6,12 @@ width, height). The schema metadata names the encoder (fingerprint, dimension), 
 never mixed with an index whose encoder made different ones. Tables from other tools only need
 ``path`` and ``vector``.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -19,28 +20,43 @@ import pyarrow.parquet as pq
 
 from .encoder import EncodedFiles, Encoder
 
-FACTS = [("bytes", pa.int64()), ("mtime", pa.float64()), ("sha1", pa.string()), ("width", pa.int32()), ("height", pa.int32())]
+FACTS = [
+    ("bytes", pa.int64()),
+    ("mtime", pa.float64()),
+    ("sha1", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+]
 READ_BATCH = 16_384
 
 
 def schema(encoder: Encoder) -> pa.Schema:
     d = encoder.dim
     fields = [("path", pa.string()), ("vector", pa.list_(pa.float32(), d)), *FACTS, ("error", pa.string())]
-    return pa.schema(fields, metadata={b"vecsearch.encoder": encoder.fingerprint().encode(), b"vecsearch.dim": str(d).encode()})
+    return pa.schema(
+        fields,
+        metadata={b"vecsearch.encoder": encoder.fingerprint().encode(), b"vecsearch.dim": str(d).encode()},
+    )
 
 
 def table(result: EncodedFiles, encoder: Encoder) -> pa.Table:
     """The rows of one encoded batch: good files first, then failures with their reason."""
     d = encoder.dim
     n_bad = len(result.failures)
-    vectors = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(result.vectors, np.float32).ravel(), pa.float32()), d)
+    vectors = pa.FixedSizeListArray.from_arrays(
+        pa.array(np.ascontiguousarray(result.vectors, np.float32).ravel(), pa.float32()), d
+    )
     if n_bad:
         vectors = pa.concat_arrays([vectors, pa.nulls(n_bad, pa.list_(pa.float32(), d))])
     pad = [None] * n_bad
     facts = [pa.array([getattr(i, name) for i in result.infos] + pad, typ) for name, typ in FACTS]
     return pa.Table.from_arrays(
-        [pa.array([i.path for i in result.infos] + [p for p, _ in result.failures], pa.string()), vectors, *facts,
-         pa.array([None] * len(result.infos) + [r for _, r in result.failures], pa.string())],
+        [
+            pa.array([i.path for i in result.infos] + [p for p, _ in result.failures], pa.string()),
+            vectors,
+            *facts,
+            pa.array([None] * len(result.infos) + [r for _, r in result.failures], pa.string()),
+        ],
         schema=schema(encoder),
     )
 
@@ -76,17 +92,25 @@ def check_files(files: Sequence[Path], encoder: Encoder) -> None:
             raise ValueError(f"{f}: vectors have dimension {d}, the encoder makes {encoder.dim}")
         fp = encoder_fingerprint(f)
         if fp is not None and fp != encoder.fingerprint():
-            raise ValueError(f"{f}: vectors were made by encoder {fp}, not by this index's encoder {encoder.fingerprint()}")
+            raise ValueError(
+                f"{f}: vectors were made by encoder {fp}, not by this index's encoder {encoder.fingerprint()}"
+            )
 
 
-def batches(files: Iterable[Path], columns: list[str] | None = None, ok_only: bool = True) -> Iterator[pa.Table]:
+def batches(
+    files: Iterable[Path], columns: list[str] | None = None, ok_only: bool = True
+) -> Iterator[pa.Table]:
     """Stream the rows of vector files in bounded batches; by default only rows that have a vector."""
     for f in files:
         # pyarrow's default pre-buffering reads every selected row group ahead and keeps it until the
         # iterator is gone: a 1.5 GB vector file cost 1.5 GB of RAM. One row group at a time, unbuffered.
         pf = pq.ParquetFile(f, pre_buffer=False)
         cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
-        for b in (b for g in range(pf.num_row_groups) for b in pf.iter_batches(READ_BATCH, row_groups=[g], columns=cols)):
+        for b in (
+            b
+            for g in range(pf.num_row_groups)
+            for b in pf.iter_batches(READ_BATCH, row_groups=[g], columns=cols)
+        ):
             t = pa.Table.from_batches([b])
             if ok_only:
                 keep = pc.is_valid(t["vector"]) if "vector" in t.column_names else None

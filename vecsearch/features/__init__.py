@@ -1,4 +1,5 @@
 """Pure functions from pixels to features: no files, no indexes."""
+
 from .colour import colour_histogram
 from .orb import orb_descriptors
 from .vlad import vlad

@@ -5,6 +5,7 @@ Each histogram sums to one and is square-rooted (Hellinger). Parts: a global HSV
 histograms (8 orientations weighted by gradient magnitude + a flat bin) on a 3×3 grid. Each part has
 unit L2 norm before its weight.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -22,7 +23,11 @@ def _norm_sqrt(h: np.ndarray) -> np.ndarray:
 def _cells(h: int, w: int, g: int):
     ys = np.linspace(0, h, g + 1).round().astype(int)
     xs = np.linspace(0, w, g + 1).round().astype(int)
-    return [(slice(ys[i], max(ys[i + 1], ys[i] + 1)), slice(xs[j], max(xs[j + 1], xs[j] + 1))) for i in range(g) for j in range(g)]
+    return [
+        (slice(ys[i], max(ys[i + 1], ys[i] + 1)), slice(xs[j], max(xs[j + 1], xs[j] + 1)))
+        for i in range(g)
+        for j in range(g)
+    ]
 
 
 def _grid(g: int, fn, *planes: np.ndarray) -> np.ndarray:
@@ -61,14 +66,20 @@ def _lbp(grey: np.ndarray) -> np.ndarray:
     for bit, (dy, dx) in enumerate(_LBP_OFFSETS):
         # cv2.compare (255 or 0) is 3x faster than numpy's >=; numpy does the rest, because
         # OpenCV would take a 1×1 array for a scalar.
-        code |= cv2.compare(grey[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx], c, cv2.CMP_GE) & np.uint8(1 << bit)
+        code |= cv2.compare(grey[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx], c, cv2.CMP_GE) & np.uint8(
+            1 << bit
+        )
     return _LBP_LUT[code]
 
 
 def _edge_hist(grey: np.ndarray, g: int, flat: float = 20.0) -> np.ndarray:
     f = grey.astype(np.float32)
-    mag, ang = cv2.cartToPolar(cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3))
-    b = (ang * np.float32(8 / np.pi)).astype(np.uint8) & np.uint8(7)  # unsigned orientation, 22.5° bins (ang ≥ 0)
+    mag, ang = cv2.cartToPolar(
+        cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3)
+    )
+    b = (ang * np.float32(8 / np.pi)).astype(np.uint8) & np.uint8(
+        7
+    )  # unsigned orientation, 22.5° bins (ang ≥ 0)
     b = np.where(mag < flat, np.uint8(8), b)
     np.maximum(mag, np.float32(flat), out=mag)  # flat pixels count as much as the weakest edge
     return _grid(g, lambda bins, weights: np.bincount(bins.ravel(), weights.ravel(), minlength=9), b, mag)
@@ -88,7 +99,9 @@ def colour_histogram(
     h, w = bgr.shape[:2]
     scale = side / max(h, w)
     if scale < 1:
-        bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        bgr = cv2.resize(
+            bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
     parts = [_norm_sqrt(_hsv_hist(hsv, bins))]
     if grid > 1:

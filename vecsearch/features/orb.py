@@ -1,9 +1,9 @@
 """ORB keypoint descriptors: fast binary local features that survive crops, rescaling and JPEG."""
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
-
 
 MIN_SIDE = 32
 

@@ -4,12 +4,14 @@ Works on several images at once (one nearest-centre matrix product and one spars
 their descriptors), in groups small enough that the unpacked descriptors stay in cache: per image
 the work is memory-bound, and fresh 100 MB temporaries cost more than the arithmetic.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 GROUP = 8  # images per inner step: ~8k descriptors × 256 floats = 8 MB
 SMALL = 2_000  # descriptors: about one image
+
 
 def unpack_bits(desc: np.ndarray) -> np.ndarray:
     """Binary descriptors (m, 32) uint8 → (m, 256) float32 of 0/1, the space the vocabulary lives in."""
@@ -31,7 +33,9 @@ def _raw(descriptors: list[np.ndarray], centres: np.ndarray) -> np.ndarray:
         return np.zeros((n * k, d), np.float32)
     x = unpack_bits(np.concatenate([x for x in descriptors if len(x)]))
     cell = np.repeat(np.arange(n), counts) * k + nearest_centre(x, centres)
-    return _cell_sums(x, cell, n * k) - np.bincount(cell, minlength=n * k).astype(np.float32)[:, None] * np.tile(centres, (n, 1))
+    return _cell_sums(x, cell, n * k) - np.bincount(cell, minlength=n * k).astype(np.float32)[
+        :, None
+    ] * np.tile(centres, (n, 1))
 
 
 def _cell_sums(x: np.ndarray, cell: np.ndarray, cells: int) -> np.ndarray:
