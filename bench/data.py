@@ -18,7 +18,8 @@ def ukbench_paths(data: Path = DATA) -> list[str]:
 
 
 def _encoder_code() -> str:
-    """Hash of the encoder's source: vecsearch/ is being edited, and an encoder of older code may not load or match."""
+    """Hash of the encoder's source: vecsearch/ is being edited, and an encoder of older code may
+    not load or match."""
     root = Path(vecsearch.__file__).parent
     return hashlib.sha1(
         b"".join(f.read_bytes() for f in [root / "encoder.py", *sorted((root / "features").glob("*.py"))])

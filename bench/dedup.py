@@ -115,10 +115,11 @@ def time_large(index_dir: Path, budget_s: float) -> str:
             f"the whole index would take about {n / max(done[0], 1) * wall / 60:.0f} min"
         )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    ix = idx.manifest["index"]
+    ix = idx.manifest.index
     return (
-        f"`find_groups(min_similarity=90)` on {index_dir} ({n:,} vectors, {ix['factory']}, nprobe {ix['nprobe']}, "
-        f"index file {idx.version.file('index').stat().st_size / 2**30:.2f} GiB): {verdict}; peak RSS of this process "
+        f"`find_groups(min_similarity=90)` on {index_dir} ({n:,} vectors, {ix.factory}, nprobe {ix.nprobe}, "
+        f"index file {idx.version.file('index').stat().st_size / 2**30:.2f} GiB): {verdict}; peak RSS of "
+        "this process "
         f"{rss:.1f} GiB (was {rss0:.1f} GiB before).\n"
     )
 
@@ -188,11 +189,16 @@ def main() -> None:
     )
     print(large, file=sys.stderr)
     text = started + (
-        f"\n{len(paths)} images: {n_sources} sources (one per UKBench group, 50 Holidays groups) with {len(paths) - n_sources - 700} "
-        f"copies (2 × `random_edit` strength 0.5 each, plus a 60% rescale + JPEG 75 for every third), and 700 unrelated "
-        f"images (one per other Holidays group, Wang photos); {len(true_pairs)} true pairs. Index built with `vecsearch build` "
-        f"(default settings) in {t_build:.0f} s. Pairwise: precision = found pairs that are true / found pairs; "
-        f"recall = true pairs found / true pairs; every pair inside a found group counts (a group is a keeper and the images within the threshold of it).\n\n"
+        f"\n{len(paths)} images: {n_sources} sources (one per UKBench group, 50 Holidays groups) with "
+        f"{len(paths) - n_sources - 700} "
+        "copies (2 × `random_edit` strength 0.5 each, plus a 60% rescale + JPEG 75 for every third), and "
+        "700 unrelated "
+        f"images (one per other Holidays group, Wang photos); {len(true_pairs)} true pairs. Index built with "
+        "`vecsearch build` "
+        f"(default settings) in {t_build:.0f} s. Pairwise: precision = found pairs that are true / found "
+        "pairs; "
+        "recall = true pairs found / true pairs; every pair inside a found group counts (a group is a "
+        "keeper and the images within the threshold of it).\n\n"
         + md_table(
             [
                 "`vecsearch dedup --min-similarity`",
@@ -210,7 +216,8 @@ def main() -> None:
         )
         + "\nLargest index: "
         + large
-        + f"\nWhole run: {time.perf_counter() - t_all:.0f} s. Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"
+        + f"\nWhole run: {time.perf_counter() - t_all:.0f} s. Load average at the end: "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"
     )
     print(text)
     write_section("dedup", text)

@@ -46,7 +46,7 @@ def median_time(fn, rounds: int) -> float:
 def pool_start(shared: object, workers: int) -> float:
     """Seconds from creating the pool to every worker having answered once."""
     t = time.perf_counter()
-    pool = executors._pool(shared, workers)
+    pool = executors._pool(vecsearch.Encoder.encode_files, shared, workers)
     try:
         list(pool.map(time.sleep, [0.05] * workers))  # the sleeps overlap only once every worker is up
         return time.perf_counter() - t - 0.05
@@ -55,22 +55,27 @@ def pool_start(shared: object, workers: int) -> float:
 
 
 PRELOAD_PROBE = """
-import multiprocessing as mp, statistics, sys, time
+import statistics, sys, time
 from vecsearch import executors
+from vecsearch.encoder import Encoder
 if __name__ == "__main__":
-    if sys.argv[1] == "preload":
-        mp.get_context("forkserver").set_forkserver_preload(["vecsearch.executors"])
-    executors._pool({}, 1).shutdown()  # start the forkserver
+    # The forkserver preloads the modules of the work: Encoder.encode_files's, or none for time.sleep.
+    work = Encoder.encode_files if sys.argv[1] == "preload" else time.sleep
+    executors._pool(work, {}, 1).shutdown()  # start the forkserver
     times = []
     for _ in range(int(sys.argv[2])):
-        t = time.perf_counter(); pool = executors._pool({}, 2); list(pool.map(time.sleep, [0.05] * 2))
-        times.append(time.perf_counter() - t - 0.05); pool.shutdown()
+        t = time.perf_counter()
+        pool = executors._pool(work, {}, 2)
+        list(pool.map(time.sleep, [0.05] * 2))
+        times.append(time.perf_counter() - t - 0.05)
+        pool.shutdown()
     print(statistics.median(times))
 """
 
 
 def preload_starts(rounds: int) -> dict[str, float]:
-    """2-worker pool start in a script run as a file, with the forkserver's default preload vs preloading vecsearch.executors.
+    """2-worker pool start in a script run as a file, with the forkserver's default preload vs
+    preloading vecsearch.encoder (what a build's pool does).
 
     Python 3.11's default forkserver preload of ``__main__`` does not take effect (the forkserver is handed
     'init_main_from_path', not the 'main_path' it looks for), so every worker imports numpy, cv2, … itself.
@@ -152,7 +157,8 @@ def main() -> None:
 
     ms = lambda s: f"{1000 * s:.0f} ms"  # noqa: E731
     text = started + (
-        f"\nOne process, one thread (cv2 and BLAS), {len(paths)} UKBench JPEGs (640x480); two alternating rounds, mean.\n\n"
+        f"\nOne process, one thread (cv2 and BLAS), {len(paths)} UKBench JPEGs (640x480); two alternating "
+        "rounds, mean.\n\n"
         + md_table(
             ["call", "images/s", "ms/image"],
             [
@@ -173,23 +179,27 @@ def main() -> None:
                 ],
             ],
         )
-        + f"\nDecode is {100 * (1 / files - 1 / arr) * files:.0f}% of `encode_files` time here; the rest is feature extraction + VLAD/PCA.\n\n"
+        + f"\nDecode is {100 * (1 / files - 1 / arr) * files:.0f}% of `encode_files` time here; the rest is "
+        "feature extraction + VLAD/PCA.\n\n"
         + md_table(
             ["shipping the encoder", "value"],
             [
                 ["pickled size (`pickle.dumps(encoder)`)", f"{len(blob) / 2**20:.1f} MB"],
                 [f"pickle.dumps / pickle.loads, median of {args.rounds}", f"{ms(t_dump)} / {ms(t_load)}"],
                 [
-                    "ProcessPool (`executors._pool`, forkserver) start to first answer, 1 worker: encoder vs tiny initarg",
+                    "ProcessPool (`executors._pool`, forkserver) start to first answer, 1 worker: encoder vs "
+                    "tiny initarg",
                     f"{ms(start[('encoder', 1)])} vs {ms(start[('tiny', 1)])}",
                 ],
                 ["same, 2 workers", f"{ms(start[('encoder', 2)])} vs {ms(start[('tiny', 2)])}"],
                 [
-                    "2-worker pool start, script run as a file: default forkserver preload vs `set_forkserver_preload(['vecsearch.executors'])`",
+                    "2-worker pool start, script run as a file: default forkserver preload vs "
+                    "`set_forkserver_preload(['vecsearch.executors'])`",
                     f"{ms(preload['default'])} vs {ms(preload['preload'])}",
                 ],
                 [
-                    "`client.scatter(encoder, broadcast=True)`, LocalCluster 2 workers × 1 thread: first (as the builder does)",
+                    "`client.scatter(encoder, broadcast=True)`, LocalCluster 2 workers × 1 thread: first (as "
+                    "the builder does)",
                     ms(scatter["first"]),
                 ],
                 [
@@ -198,8 +208,10 @@ def main() -> None:
                 ],
             ],
         )
-        + f"\nPool start times are medians of {args.rounds} alternating rounds, after the forkserver itself is up. Python 3.11's forkserver is "
-        "meant to preload the caller's `__main__`, but that does not take effect, so each new worker imports numpy, cv2, … itself "
+        + f"\nPool start times are medians of {args.rounds} alternating rounds, after the forkserver itself "
+        "is up. Python 3.11's forkserver is "
+        "meant to preload the caller's `__main__`, but that does not take effect, so each new worker imports "
+        "numpy, cv2, … itself "
         "(the preload row: in a fresh process each, median of the same rounds). Load average at the end: "
         + ", ".join(f"{x:.2f}" for x in os.getloadavg())
         + ".\n"

@@ -50,7 +50,8 @@ def _make(job: tuple[int, str]) -> None:
 
 
 def edited_images(n: int, workers: int = 2) -> list[str]:
-    """The first n cached edited images (image i: UKBench photo i mod 1000, edit seeded by i), made if missing."""
+    """The first n cached edited images (image i: UKBench photo i mod 1000, edit seeded by i), made
+    if missing."""
     src = ukbench_paths()
     jobs = [(i, src[i % len(src)]) for i in range(n)]
     missing = [j for j in jobs if not (IMAGES / f"{j[0] // 1000:03d}" / f"{j[0]:06d}.jpg").exists()]
@@ -84,7 +85,8 @@ def _role(p: psutil.Process) -> str:
 
 
 def measured_build(list_file: Path, index: Path, encoder: Path, interval: float) -> dict:
-    """Run one CLI build; return wall time, /usr/bin/time's max RSS, per-role peak VmHWM and peak total PSS (MB)."""
+    """Run one CLI build; return wall time, /usr/bin/time's max RSS, per-role peak VmHWM and peak
+    total PSS (MB)."""
     shutil.rmtree(index, ignore_errors=True)
     exe = Path(sys.executable).with_name("vecsearch")
     cmd = [
@@ -183,31 +185,42 @@ def main() -> None:
             y = np.array([get(results[n]) for n in ns])
             slope, icpt = np.polyfit(ns, y, 1)
             lines.append(
-                f"- {label}: {1024 * slope:.1f} KB per image (least-squares line through N = {', '.join(map(str, ns))}); "
-                f"at N = {args.target:,}: {icpt:.0f} + {slope:.4f} × {args.target:,} ≈ **{icpt + slope * args.target:.0f} MB**"
+                f"- {label}: {1024 * slope:.1f} KB per image (least-squares line through N = "
+                f"{', '.join(map(str, ns))}); "
+                f"at N = {args.target:,}: {icpt:.0f} + {slope:.4f} × {args.target:,} ≈ "
+                f"**{icpt + slope * args.target:.0f} MB**"
             )
     text = started + (
-        f"\n`vecsearch build LIST --index DIR --quiet --encoder ENC` (fixed encoder trained on UKBench; default workers) over N distinct "
-        "images: UKBench photos through `vecsearch.edits.random_edit` (crop, viewpoint, rescale 0.5–1.2, …), saved as JPEG q90 "
-        "(mostly 300–770 px on the long side). Max RSS from `/usr/bin/time -v` (the driver: forkserver children are not reaped "
-        f"through it); per-process peaks are VmHWM sampled every {args.interval}s; PSS counts shared pages once, so the PSS sum is "
+        "\n`vecsearch build LIST --index DIR --quiet --encoder ENC` (fixed encoder trained on UKBench; "
+        "default workers) over N distinct "
+        "images: UKBench photos through `vecsearch.edits.random_edit` (crop, viewpoint, rescale 0.5–1.2, …), "
+        "saved as JPEG q90 "
+        "(mostly 300–770 px on the long side). Max RSS from `/usr/bin/time -v` (the driver: forkserver "
+        "children are not reaped "
+        f"through it); per-process peaks are VmHWM sampled every {args.interval}s; PSS counts shared pages "
+        "once, so the PSS sum is "
         "the tree's real footprint (sampled, so a short spike can be missed). All figures in MB.\n\n"
         + md_table(
             ["N", "wall", "time -v max RSS", "peak PSS, all processes"] + [f"peak RSS: {k}" for k in roles],
             rows,
         )
-        + "\nGrowth (linear in N; the per-image state that grows is the path list, the id map, the metadata table and the "
+        + "\nGrowth (linear in N; the per-image state that grows is the path list, the id map, the metadata "
+        "table and the "
         "FAISS vectors, d floats each; workers hold one batch and do not grow):\n\n"
         + "\n".join(lines)
         + "\n"
         + (
-            f"\nAt N = {args.target:,}, measured: driver {results[args.target]['time_maxrss']:.0f} MB, whole tree (PSS) "
-            f"{results[args.target]['peak_pss']:.0f} MB; target < 2048 MB: **{'met' if results[args.target]['peak_pss'] < 2048 else 'missed'}**.\n"
+            f"\nAt N = {args.target:,}, measured: driver {results[args.target]['time_maxrss']:.0f} MB, whole "
+            "tree (PSS) "
+            f"{results[args.target]['peak_pss']:.0f} MB; target < 2048 MB: "
+            f"**{'met' if results[args.target]['peak_pss'] < 2048 else 'missed'}**.\n"
             if args.target in results
             else ""
         )
-        + "\nUp to 20,000 vectors the index is exact (`IVF1,Flat`); above, IVF with k-means on a sample and nprobe tuned against "
-        "exact search on 500 queries, which is the path a 100k build takes: a size above 20,000 should be among those measured.\n"
+        + "\nUp to 20,000 vectors the index is exact (`IVF1,Flat`); above, IVF with k-means on a sample and "
+        "nprobe tuned against "
+        "exact search on 500 queries, which is the path a 100k build takes: a size above 20,000 should be "
+        "among those measured.\n"
         + f"\nLoad average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"
     )
     print(text)

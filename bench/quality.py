@@ -61,7 +61,8 @@ def section(results: dict[str, dict], started: str) -> str:
     out.append(
         "\nvecsearch = a real `vecsearch.build` of the set with default settings, ranked through "
         "`Index.search_many`; pHash = imagehash.phash, Hamming distance (ties broken at random, seed 0); "
-        "colour-hist = global HSV histogram 8x12x3, `cv2.compareHist` symmetric chi-square (HISTCMP_CHISQR_ALT). "
+        "colour-hist = global HSV histogram 8x12x3, `cv2.compareHist` symmetric chi-square "
+        "(HISTCMP_CHISQR_ALT). "
         "mAP, recall@1, P@10, P@20 exclude the query; N-S counts it (top 4).\n"
     )
     target_rows = []
@@ -114,7 +115,8 @@ def section(results: dict[str, dict], started: str) -> str:
             continue
         v = results[name]["vecsearch"]
         out.append(
-            f"\n### Calibration on {name}: top-10 hits of every query (query excluded), relevant = same group; ECE = {v['ECE']:.3f}\n\n"
+            f"\n### Calibration on {name}: top-10 hits of every query (query excluded), relevant = same "
+            f"group; ECE = {v['ECE']:.3f}\n\n"
         )
         rows = [
             [b["bin"], b["n"], f"{100 * b['stated']:.1f}%", f"{100 * b['observed']:.1f}%"]
@@ -123,8 +125,10 @@ def section(results: dict[str, dict], started: str) -> str:
         out.append(md_table(["stated %", "hits", "mean stated", "observed same-group"], rows))
         every = [v["ECE"], *v["ECE_other_seeds"]]
         out.append(
-            f"\nThe same hits under calibrations refitted on other random draws of sources and edits (seeds 1–{len(every) - 1}; the build's is seed 0): "
-            f"ECE {', '.join(f'{e:.3f}' for e in v['ECE_other_seeds'])}; over all {len(every)}: mean {np.mean(every):.3f}, sd {np.std(every):.3f}.\n"
+            "\nThe same hits under calibrations refitted on other random draws of sources and edits (seeds "
+            f"1–{len(every) - 1}; the build's is seed 0): "
+            f"ECE {', '.join(f'{e:.3f}' for e in v['ECE_other_seeds'])}; over all {len(every)}: mean "
+            f"{np.mean(every):.3f}, sd {np.std(every):.3f}.\n"
         )
     return "".join(out)
 
@@ -138,7 +142,7 @@ def variant(settings: list[str]) -> EncoderConfig:
             raw[name] = json.loads(value)
         return EncoderConfig.from_json(json.dumps(raw))
     except (TypeError, ValueError) as e:
-        raise SystemExit(f"--config {' '.join(settings)}: {e}")
+        raise SystemExit(f"--config {' '.join(settings)}: {e}") from None
 
 
 def main() -> None:

@@ -79,12 +79,15 @@ def main() -> None:
     body += f"\n### Hostile files: {len(expect)} tried, {wrong} handled wrongly\n\n"
     body += md_table(["file", "expected", "what vecsearch did", ""], rows)
     body += (
-        f"\n### Kill trials: {kills.trials} runs cycling build / add / remove, {kills.killed} SIGKILLed at random moments, "
-        f"{len(kills.failures)} failures (index failed `vecsearch check`, counts disagreed, or a version was half-written)\n"
+        f"\n### Kill trials: {kills.trials} runs cycling build / add / remove, {kills.killed} SIGKILLed at "
+        "random moments, "
+        f"{len(kills.failures)} failures (index failed `vecsearch check`, counts disagreed, or a version was "
+        "half-written)\n"
     )
     body += "".join(f"\n- {f}" for f in kills.failures)
     body += (
-        f"\n\n### Concurrent use: 2 reader processes answered {answered} queries while {writes} add/remove versions were "
+        f"\n\n### Concurrent use: 2 reader processes answered {answered} queries while {writes} add/remove "
+        "versions were "
         f"committed; {errors} query errors\n"
     )
     if messages.strip():

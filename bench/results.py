@@ -25,11 +25,16 @@ def command_line() -> str:
 def machine() -> str:
     """Cores, CPU model, load average and code version: figures mean little without them."""
     model = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         "unknown CPU",
     )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {model}; load average {load}; {git_version()}"
+    cores = f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))})"
+    return f"{cores}, {model}; load average {load}; {git_version()}"
 
 
 def git_version() -> str:
@@ -39,7 +44,8 @@ def git_version() -> str:
         ).stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "vecsearch")
-    return f"commit {git('rev-parse', '--short', 'HEAD') or '?'}{' + uncommitted changes in vecsearch/' if dirty else ''}"
+    changes = " + uncommitted changes in vecsearch/" if dirty else ""
+    return f"commit {git('rev-parse', '--short', 'HEAD') or '?'}{changes}"
 
 
 def header(title: str) -> str:

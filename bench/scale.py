@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 import vecsearch
 from bench.results import header, md_table, write_section
 from bench.speed import FLOOR, median_walls, vecsearch_command
-from vecsearch import executors
 from vecsearch import vectors as vt
+from vecsearch.encoding import encode_batches
 from vecsearch.evaluate import load_labelled_set
 
 SETS = ("ukbench", "holidays", "wang")
@@ -54,7 +54,7 @@ def real_vectors(data: Path, work: Path) -> tuple[list[str], np.ndarray, vecsear
             return list(z["paths"]), z["vectors"], enc
     t = time.perf_counter()
     tasks = ((i, paths[s : s + 64]) for i, s in enumerate(range(0, len(paths), 64)))
-    parts = dict(executors.run(executors.encode_files, enc, tasks, workers=None))
+    parts = dict(encode_batches(enc, tasks))
     good = [p for k in sorted(parts) for p in (i.path for i in parts[k].infos)]
     vecs = np.concatenate([parts[k].vectors for k in sorted(parts)])
     print(f"encode {len(good)} images: {time.perf_counter() - t:.0f}s", file=sys.stderr)
@@ -95,7 +95,8 @@ def write_vectors(
     out: Path, npy: Path, n: int, paths: list[str], real: np.ndarray, enc, mix: bool, seed: int = 0
 ) -> np.ndarray:
     """Write n vectors (the real ones first, under their real paths) as vector Parquet, in row
-    batches, plus a float32 .npy copy for exact ground truth; returns each synthetic row's d² to its source."""
+    batches, plus a float32 .npy copy for exact ground truth; returns each synthetic row's d² to its
+    source."""
     rng = np.random.default_rng(seed)
     pert = Perturber(real, mix=mix)
     schema = vt.schema(enc)
@@ -190,10 +191,10 @@ def measure_index(
     info = json.loads(run_cli("info", "--index", str(index_dir), "--format", "json")[1])
     idx = vecsearch.open(index_dir)
     size = idx.version.file("index").stat().st_size
-    rerank_size = idx.exact.path.stat().st_size if idx.exact is not None else 0
-    idx.search_vectors(
-        queries, k=10
-    )  # warm the page cache (mmap'd lists, re-rank rows, metadata), as a live server's would be: both timings below see it warm
+    rerank_size = idx.rerank_rows.path.stat().st_size if idx.rerank_rows is not None else 0
+    # Warm the page cache (mmap'd lists, re-rank rows, metadata), as a live server's would be: both
+    # timings below see it warm.
+    idx.search_vectors(queries, k=10)
     t0 = time.perf_counter()
     hits = idx.search_vectors(queries, k=10)
     t_search = time.perf_counter() - t0
@@ -220,8 +221,10 @@ def measure_index(
         idx=idx,
     )
     print(
-        f"[{label}] {res['factory']} nprobe {res['nprobe']} build-recall {res['build_recall']}; {res['bytes_per_image']:.0f} B/image; "
-        f"search_vectors {res['qps']:.0f} q/s (raw faiss {res['qps_raw']:.0f} q/s), recall@10 {res['recall']:.3f}",
+        f"[{label}] {res['factory']} nprobe {res['nprobe']} build-recall {res['build_recall']}; "
+        f"{res['bytes_per_image']:.0f} B/image; "
+        f"search_vectors {res['qps']:.0f} q/s (raw faiss {res['qps_raw']:.0f} q/s), recall@10 "
+        f"{res['recall']:.3f}",
         file=sys.stderr,
     )
     return res
@@ -245,7 +248,8 @@ def main() -> None:
         "--model",
         choices=("noise", "mix"),
         default="noise",
-        help="noise: real vector + noise (clouds around 2811 sources, easy for IVF); mix: between two real vectors + noise",
+        help="noise: real vector + noise (clouds around 2811 sources, easy for IVF); "
+        "mix: between two real vectors + noise",
     )
     ap.add_argument("--reuse", action="store_true", help="reuse vectors and indexes already built in --work")
     args = ap.parse_args()
@@ -265,7 +269,8 @@ def main() -> None:
         t = time.perf_counter()
         np.save(d2_file, write_vectors(vec_file, npy, args.n, paths, real, enc, args.model == "mix"))
         print(
-            f"generate + write {args.n} vectors: {time.perf_counter() - t:.0f}s, {vec_file.stat().st_size / 2**30:.2f} GiB",
+            f"generate + write {args.n} vectors: {time.perf_counter() - t:.0f}s, "
+            f"{vec_file.stat().st_size / 2**30:.2f} GiB",
             file=sys.stderr,
         )
     d2 = np.load(d2_file)
@@ -307,7 +312,8 @@ def main() -> None:
             )
         except RuntimeError as e:  # a failed build is a result too
             failures.append(
-                f"`--memory-budget {b}`: the build failed after {time.perf_counter() - t:.0f} s: `{str(e).splitlines()[-1][-300:]}`"
+                f"`--memory-budget {b}`: the build failed after {time.perf_counter() - t:.0f} s: "
+                f"`{str(e).splitlines()[-1][-300:]}`"
             )
             failed.write_text(failures[-1])
             print(failures[-1], file=sys.stderr)
@@ -329,12 +335,17 @@ def main() -> None:
     cal = results[0]["info"]["calibration"]
     fmt = lambda x, f: "(reused)" if x is None else format(x, f)  # noqa: E731
     text = started + (
-        f"\n{args.n:,} vectors of dimension {enc.dim}: {len(real)} real images (UKBench, Holidays, Wang, trained encoder) plus "
-        f"{args.n - len(real):,} synthetic ones (a real vector + Gaussian noise with the real vectors' covariance, renormalised; "
-        f"{NEAR_DUP_SHARE:.0%} with a small scale). Synthetic rows within the 90% radius of their source (d² ≤ {r90:.3f}): "
+        f"\n{args.n:,} vectors of dimension {enc.dim}: {len(real)} real images (UKBench, Holidays, Wang, "
+        "trained encoder) plus "
+        f"{args.n - len(real):,} synthetic ones (a real vector + Gaussian noise with the real vectors' "
+        "covariance, renormalised; "
+        f"{NEAR_DUP_SHARE:.0%} with a small scale). Synthetic rows within the 90% radius of their source (d² "
+        f"≤ {r90:.3f}): "
         f"{np.mean(d2 <= r90):.1%}; median d² to the source {np.median(d2):.3f}. "
-        f"Calibration of the raw-vector index: {cal.get('positives')} positives, {cal.get('negatives')} negatives (it samples 200 of "
-        f"all indexed paths, of which only ~{200 * len(real) / args.n:.1f} are expected to be real readable images; below 10 the "
+        f"Calibration of the raw-vector index: {cal.get('positives')} positives, {cal.get('negatives')} "
+        "negatives (it samples 200 of "
+        f"all indexed paths, of which only ~{200 * len(real) / args.n:.1f} are expected to be real readable "
+        "images; below 10 the "
         "example photos stand in).\n\n"
         + md_table(
             [
@@ -376,10 +387,14 @@ def main() -> None:
             ],
         )
         + "".join(f"\n{f}\n" for f in failures)
-        + f'\nImport floor `python -c "{FLOOR}"`, median of {args.runs}: {1000 * t_floor:.0f} ms (the query processes alternate with it).\n'
-        + f"\nExact ground truth (faiss `knn_ground_truth`, streamed IndexFlatL2) for 1000 queries: {t_gt:.0f} s{' (cached)' if t_gt < 5 else ''}. "
-        "Build wall and peak RSS (of the build process and the workers it waited for) are those of the run that built the index. "
-        f"Whole run: {time.perf_counter() - t_all:.0f} s. Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"
+        + f'\nImport floor `python -c "{FLOOR}"`, median of {args.runs}: {1000 * t_floor:.0f} ms (the query '
+        "processes alternate with it).\n"
+        + "\nExact ground truth (faiss `knn_ground_truth`, streamed IndexFlatL2) for 1000 queries: "
+        f"{t_gt:.0f} s{' (cached)' if t_gt < 5 else ''}. "
+        "Build wall and peak RSS (of the build process and the workers it waited for) are those of the run "
+        "that built the index. "
+        f"Whole run: {time.perf_counter() - t_all:.0f} s. Load average at the end: "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"
     )
     print(text)
     write_section("scale" if args.model == "noise" else f"scale-{args.model}", text)

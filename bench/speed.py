@@ -100,7 +100,8 @@ def main() -> None:
             ["query", "time", "vs import floor"],
             [
                 [
-                    f"`vecsearch query IMG --index DIR` process, median of {args.runs} (alternating with the floor)",
+                    f"`vecsearch query IMG --index DIR` process, median of {args.runs} (alternating with the "
+                    "floor)",
                     f"{1000 * t_query:.0f} ms",
                     f"{t_query / t_floor:.2f}x",
                 ],
@@ -121,7 +122,8 @@ def main() -> None:
                 ],
             ],
         )
-        + f"\nLoad average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine slows every figure).\n"
+        + f"\nLoad average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the "
+        "machine slows every figure).\n"
     )
     print(text)
     write_section("speed", text)

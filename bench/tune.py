@@ -360,7 +360,8 @@ def encode_set(name: str, cand: Candidate):
     col = _l2(colour - colour_mean)
     w = c.colour_weight
     vec = _l2(np.hstack([np.sqrt(w) * col, np.sqrt(1 - w) * vp]).astype(np.float32))
-    # For timing only: vecsearch's Encoder has no colour projection (a 128-column matmul per batch, negligible).
+    # For timing only: vecsearch's Encoder has no colour projection (a 128-column matmul per
+    # batch, negligible).
     return vec, Encoder(c, centres, mean, comps, raw_mean)
 
 
@@ -542,7 +543,8 @@ def main(argv=None) -> None:
         q = quality(c)
         s = "" if args.no_speed else f"{speed(c):6.1f}"
         print(
-            f"{i:>3} {q['ukb_ns']:7.3f} {q['hol_map']:7.3f} {q['wang_p10']:9.3f} {s:>6}  {c.label}  [{describe(c)}]",
+            f"{i:>3} {q['ukb_ns']:7.3f} {q['hol_map']:7.3f} {q['wang_p10']:9.3f} {s:>6}  {c.label}  "
+            f"[{describe(c)}]",
             flush=True,
         )
         if args.check and c.label.endswith("*") and not c.colour_pca:

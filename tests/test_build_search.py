@@ -9,8 +9,8 @@ import pytest
 from conftest import mild_edit, write_bad_files
 
 import vecsearch
-from vecsearch import builder as vb
-from vecsearch import store
+from vecsearch import calibrate, sources, workdir
+from vecsearch import vectors as vt
 
 
 def test_edited_copy_comes_back_first_at_90_percent(built, examples):
@@ -55,16 +55,16 @@ def test_bad_files_are_skipped_and_listed(tmp_path, photo_dir, encoder, examples
 def test_resume_after_interruption_gives_the_same_index(tmp_path, photo_dir, encoder):
     """Simulate a build killed after its first batch: the restart encodes only the rest."""
     root = tmp_path / "idx"
-    paths, _ = vb.scan([photo_dir], quiet=True)
-    work = vb.WorkDir(root, vb._key("build", paths, encoder.fingerprint()))
+    paths, _ = sources.scan([photo_dir], quiet=True)
+    work = workdir.WorkDir(root, workdir.key("build", paths, encoder.fingerprint()))
     encoder.save(work.encoder_path)
-    first = encoder.encode_files(paths[:3], vb.copy_plan(len(paths)))
-    work.write_chunk(0, vb._chunk(first, encoder))
+    first = encoder.encode_files(paths[:3], calibrate.copy_plan(len(paths)))
+    work.write_chunk(0, vt.chunk(first, encoder, {p: i for i, p in enumerate(paths)}))
     resumed = vecsearch.build([photo_dir], root, encoder=encoder, workers=0, batch_size=3, quiet=True)
     straight = vecsearch.build(
         [photo_dir], tmp_path / "idx2", encoder=encoder, workers=0, batch_size=3, quiet=True
     )
-    assert not (root / store.WORK).exists()
+    assert not (root / workdir.NAME).exists()
     a, b = resumed.metadata(), straight.metadata()
     assert a["id"].to_pylist() == b["id"].to_pylist() and a["path"].to_pylist() == b["path"].to_pylist()
     # The calibration copies made before the interruption were kept with their chunk.
@@ -104,10 +104,10 @@ def test_parallel_build_equals_in_process_build(tmp_path, photo_dir, encoder):
 def test_calibration_copies_made_while_encoding_equal_those_made_later(tmp_path, photo_dir, encoder):
     """A build makes its calibration copies from the pixels it decodes anyway; a refit (or a build
     from vectors) makes them from the files on the executor. Both must be the same copies."""
-    from vecsearch.edits import CopyPlan, edited_copies, encode_copies
+    from vecsearch.calibrate import CopyPlan, edited_copies, encode_copies
     from vecsearch.images import load
 
-    paths, _ = vb.scan([photo_dir], quiet=True)
+    paths, _ = sources.scan([photo_dir], quiet=True)
     plan = CopyPlan(rate=0.5, copies=3, seed=7)
     assert 0 < sum(map(plan.wants, paths)) < len(paths)
     assert {p for p in paths if CopyPlan(0.5, 3, seed=8).wants(p)} != {
@@ -125,7 +125,7 @@ def test_calibration_copies_made_while_encoding_equal_those_made_later(tmp_path,
             for e in edited_copies(pixels[p], p, 6, s)
         )
     )
-    made = encoder.encode_files(paths, CopyPlan(rate=1.0, copies=6, seed=seed)).copies
+    made = encoder.encode_files(paths, CopyPlan(rate=1.0, copies=6, seed=seed)).derived
     assert list(made) == paths
     later = encode_copies(encoder, paths, copies=6, seed=seed)
     for (path, vectors), again in zip(made.items(), later):
@@ -141,7 +141,7 @@ def test_tiny_collection_trains_its_own_encoder(tmp_path, examples):
 
 def test_no_images_and_bad_arguments_are_clear_errors(tmp_path, built, examples):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(vb.NoImagesError, match="no images found"):
+    with pytest.raises(sources.NoImagesError, match="no images found"):
         vecsearch.build([tmp_path / "empty"], tmp_path / "idx", workers=0, quiet=True)
     with pytest.raises(ValueError, match="k must be"):
         built.search(examples[0], k=0)
@@ -172,7 +172,7 @@ def test_a_killed_worker_costs_no_image(tmp_path, examples, encoder):
         while time.time() < deadline and not killed:
             servers = [c for c in me.children() if "forkserver" in " ".join(c.cmdline())]
             workers = [w for srv in servers for w in srv.children()]  # pool workers fork from the server
-            if workers and (tmp_path / "idx" / store.WORK).exists():
+            if workers and (tmp_path / "idx" / workdir.NAME).exists():
                 os.kill(workers[-1].pid, signal.SIGKILL)
                 killed.append(workers[-1].pid)
             time.sleep(0.01)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from vecsearch.calibration import Calibration, fit
+from vecsearch.calibrate import fit
+from vecsearch.calibration import Calibration
 
 
 def test_fit_is_monotone_and_exact_match_is_100():

@@ -52,7 +52,7 @@ def test_dask_bag_pipeline_to_parquet_then_index(cluster, tmp_path, photo_dir, b
         pq.write_table(t, out / f"part-{abs(hash(tuple(part))):x}.parquet")
         return [len(t)]
 
-    with distributed.Client(cluster) as client:
+    with distributed.Client(cluster):
         counts = (
             dask_bag.from_sequence(paths, npartitions=3).map_partitions(encode_partition, encoder).compute()
         )

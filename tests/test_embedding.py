@@ -15,7 +15,7 @@ from vecsearch.encoder import Encoder
 def test_encode_table_has_fixed_size_vectors_and_errors(encoder, examples, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"")
-    t = encoder.encode_table(examples[:3] + [str(bad)])
+    t = encoder.encode_table([*examples[:3], str(bad)])
     assert t.column_names[:2] == ["path", "vector"] and "error" in t.column_names
     assert t.schema.field("vector").type == pa.list_(pa.float32(), encoder.dim)
     assert t["error"].to_pylist()[:3] == [None] * 3 and "empty" in t["error"][3].as_py()

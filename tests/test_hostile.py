@@ -24,7 +24,7 @@ def hostile_index(corpus, tmp_path_factory, encoder):
 
 
 def test_every_file_is_indexed_or_skipped_with_a_reason(corpus, hostile_index):
-    folder, expect = corpus
+    _folder, expect = corpus
     indexed = {os.path.basename(p) for p in hostile_index.metadata()["path"].to_pylist()}
     t = hostile_index.skipped()
     skipped = {os.path.basename(p): r for p, r in zip(t["path"].to_pylist(), t["reason"].to_pylist())}

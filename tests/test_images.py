@@ -1,5 +1,4 @@
 import io
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -15,7 +14,10 @@ from vecsearch import images as imgs
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims a size; no pixel data (a decompression bomb's first bytes)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
@@ -86,21 +88,3 @@ def test_arrays_are_accepted_as_opencv_would_give_them(photo):
     assert imgs.to_pixels(np.dstack([bgr, bgr[:, :, :1]]), 640).shape == bgr.shape
     with pytest.raises(imgs.ImageError):
         imgs.to_pixels(np.zeros((4, 4, 7), np.uint8), 640)
-
-
-def test_iter_image_paths_walks_globs_lists_and_reports_missing(tmp_path, examples):
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    for i, p in enumerate(examples[:3]):
-        (tmp_path / ("a" if i else "a/b") / Path(p).name).write_bytes(Path(p).read_bytes())
-    (tmp_path / "a" / "notes.md").write_text("not an image")
-    listing = tmp_path / "list.txt"
-    listing.write_text(f"{examples[3]}\n# a comment\n{examples[3]}\n")
-    problems = []
-    found = list(
-        imgs.iter_image_paths(
-            [tmp_path / "a", str(tmp_path / "a" / "*.jpg"), listing, tmp_path / "missing"], problems
-        )
-    )
-    assert len(found) == 4 and len(set(found)) == 4  # each file once, however often it is named
-    assert all(os.path.isabs(p) for p in found)
-    assert [p.reason for p in problems] == ["no such file or directory"]

@@ -50,20 +50,21 @@ def test_remove_by_path_folder_and_missing(grown, examples):
 
 
 def test_info_advises_retraining_when_the_collection_outgrew_the_encoder():
+    from vecsearch.manifest import IndexSpec, Manifest
     from vecsearch.search import retrain_advice
 
-    assert retrain_advice({"index": {"nlist": 1}, "encoder_trained_on": 100}, 50) is None
-    assert "retrain" in retrain_advice({"index": {"nlist": 1}, "encoder_trained_on": 100}, 500)
-    assert "IVF" in retrain_advice({"index": {"nlist": 1}}, 30_000)
-    assert "since the IVF" in retrain_advice({"index": {"nlist": 256, "trained_on": 30_000}}, 200_000)
+    assert retrain_advice(Manifest(index=IndexSpec(nlist=1), encoder_trained_on=100), 50) is None
+    assert "retrain" in retrain_advice(Manifest(index=IndexSpec(nlist=1), encoder_trained_on=100), 500)
+    assert "IVF" in retrain_advice(Manifest(index=IndexSpec(nlist=1)), 30_000)
+    assert "since the IVF" in retrain_advice(Manifest(index=IndexSpec(nlist=256, trained_on=30_000)), 200_000)
 
 
 def _vector_file(path, encoder, vectors, paths):
     import pyarrow.parquet as pq
 
     from vecsearch import vectors as vt
-    from vecsearch.encoder import EncodedFiles
     from vecsearch.images import FileInfo
+    from vecsearch.vectors import EncodedFiles
 
     infos = [FileInfo(p, 1, 0.0, "", 1, 1) for p in paths]
     pq.write_table(vt.table(EncodedFiles(np.asarray(vectors, np.float32), infos), encoder), path)
@@ -95,15 +96,16 @@ def test_pq_index_reranks_exactly_through_add_and_remove(tmp_path, examples, enc
         quiet=True,
     )
     assert (
-        ",PQ" in index.manifest["index"]["factory"]
-        and index.manifest["index"]["rerank"]
-        and index.exact is not None
+        ",PQ" in index.manifest.index.factory
+        and index.manifest.index.rerank
+        and index.rerank_rows is not None
     )
-    # Tight clusters of near-equidistant points: PQ ranks them poorly, so the build raised the re-ranking factor past 8.
+    # Tight clusters of near-equidistant points: PQ ranks them poorly, so the build raised the
+    # re-ranking factor past 8.
     assert (
-        index.manifest["index"]["recall_at_10"] >= 0.95
-        and index.manifest["index"]["rerank"] > 8
-        and index.exact.factor == index.manifest["index"]["rerank"]
+        index.manifest.index.recall_at_10 >= 0.95
+        and index.manifest.index.rerank > 8
+        and index.rerank_rows.factor == index.manifest.index.rerank
     )
     assert (
         index.calibration.fitted_on["positives"] >= 100
@@ -121,7 +123,7 @@ def test_pq_index_reranks_exactly_through_add_and_remove(tmp_path, examples, enc
     )
     assert (
         len(grown) == len(noisy) + 2
-        and grown.manifest["files"]["rerank"]["name"] != index.manifest["files"]["rerank"]["name"]
+        and grown.manifest.files["rerank"].name != index.manifest.files["rerank"].name
     )
     found = grown.search_vectors(fresh, k=1)
     assert [h[0].path for h in found] == ["/new/a.jpg", "/new/b.jpg"] and max(
@@ -130,9 +132,7 @@ def test_pq_index_reranks_exactly_through_add_and_remove(tmp_path, examples, enc
 
     assert vecsearch.remove([examples[3]], root, quiet=True) == 1
     shrunk = vecsearch.open(root)
-    assert (
-        shrunk.manifest["files"]["rerank"] == grown.manifest["files"]["rerank"]
-    )  # unchanged rows: the same file
+    assert shrunk.manifest.files["rerank"] == grown.manifest.files["rerank"]  # unchanged rows: the same file
     assert examples[3] not in [h.path for h in shrunk.search(examples[3], k=5)]
     assert check(root) == []
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vecsearch import index as vi
+from vecsearch import ivf as vi
 from vecsearch import rerank
 
 
@@ -12,8 +12,17 @@ def _clustered(n, d, seed=0):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
+def exact_neighbours(queries, chunks):
+    """Exact neighbours as positions among the chunks, gathered as a build gathers them."""
+    truth, start = vi.ExactNeighbours(queries), 0
+    for c in chunks:
+        truth.add(c, np.arange(start, start + len(c)))
+        start += len(c)
+    return truth.ids()
+
+
 def test_choice_follows_size_and_memory_budget():
-    assert vi.choose(1000, 832).exact
+    assert vi.choose(1000, 832).exhaustive
     assert vi.choose(100_000, 832).factory.endswith(",Flat") and vi.choose(100_000, 832).nlist > 1
     assert vi.choose(2_000_000, 832, vi.parse_bytes("4G")).factory.endswith(",SQ8")
     assert vi.choose(2_000_000, 832, vi.parse_bytes("4G")).nlist == 2048
@@ -28,7 +37,7 @@ def test_compressed_indexes_take_ids_and_reach_their_recall(budget, codes, tmp_p
     assert codes in spec.factory
     index = vi.create(spec, 64, x[: vi.train_size(spec)])
     vi.add(index, x, np.arange(len(x)) + 10)
-    nprobe, recall = vi.tune_nprobe(index, x[:200], vi.exact_neighbours(x[:200], iter([x])) + 10)
+    _nprobe, recall = vi.tune_nprobe(index, x[:200], exact_neighbours(x[:200], [x]) + 10)
     assert recall > (0.9 if codes == "SQ8" else 0.5)
     stored = vi.reconstruct(index, [10 + 5, 10 + 7])  # decoded codes: near the vectors, not equal
     assert stored.shape == (2, 64) and 0 < np.abs(stored - x[[5, 7]]).max() < (
@@ -40,9 +49,7 @@ def test_compressed_indexes_take_ids_and_reach_their_recall(budget, codes, tmp_p
         rows[np.arange(len(x)) + 10] = x
         rows.flush()
         exact = rerank.Vectors(tmp_path / "r.npy")
-        _, reranked = vi.tune_nprobe(
-            index, x[:200], vi.exact_neighbours(x[:200], iter([x])) + 10, exact=exact
-        )
+        _, reranked = vi.tune_nprobe(index, x[:200], exact_neighbours(x[:200], [x]) + 10, rows=exact)
         assert reranked >= vi.TARGET_RECALL > recall
         d, found = vi.search(index, x[:5] + 0.01, 3, exact)
         assert np.allclose(
@@ -66,7 +73,7 @@ def test_ivf_tuned_to_target_recall_with_arbitrary_ids(tmp_path):
     index = vi.create(spec, 64, x[: vi.train_size(spec)])
     vi.add(index, x, ids)
     queries = x[:300]
-    gt_pos = vi.exact_neighbours(queries, iter(np.array_split(x, 5)))
+    gt_pos = exact_neighbours(queries, np.array_split(x, 5))
     nprobe, recall = vi.tune_nprobe(index, queries, ids[gt_pos])
     assert np.array_equal(
         vi.reconstruct(index, ids[[4, 0, 29_999]]), x[[4, 0, 29_999]]

@@ -65,7 +65,8 @@ def _loaded_in_browser(page: Path, profile: Path) -> tuple[int, int, int]:
     harness = page.with_name("harness.html")
     harness.write_text(
         f'<iframe id="f" src="{page.name}" width="1200" height="900"></iframe><script>'
-        "document.getElementById('f').onload=function(){var d=this.contentDocument;var im=[].slice.call(d.images);"
+        "document.getElementById('f').onload=function(){var d=this.contentDocument;"
+        "var im=[].slice.call(d.images);"
         "var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0}).length;"
         "document.body.setAttribute('data-result',ok+'/'+im.length+'/'+d.scripts.length)};</script>"
     )

@@ -4,7 +4,9 @@ import shutil
 import pytest
 
 import vecsearch
-from vecsearch import store
+from vecsearch import manifest, store
+from vecsearch.files import sha256
+from vecsearch.manifest import IndexDirError, read_version
 
 
 @pytest.fixture
@@ -16,10 +18,10 @@ def copy(tmp_path, built):
 
 def test_manifest_lists_checksummed_files(built):
     m = json.loads((built.path / "manifest.json").read_text())
-    assert m["format"] == store.FORMAT and m["counts"]["images"] == len(built)
+    assert m["format"] == manifest.FORMAT and m["counts"]["images"] == len(built)
     for role in ("encoder", "index", "metadata", "calibration", "skipped"):
         f = built.path / m["files"][role]["name"]
-        assert store.sha256_file(f) == m["files"][role]["sha256"]
+        assert sha256(f) == m["files"][role]["sha256"]
 
 
 @pytest.mark.parametrize(
@@ -30,20 +32,20 @@ def test_manifest_lists_checksummed_files(built):
             lambda d: (d / "manifest.json").write_text(json.dumps({"format": 99, "files": {}})),
             "newer than this vecsearch",
         ),
-        (lambda d: store.read_manifest(d).file("metadata").unlink(), "metadata file is missing"),
-        (lambda d: store.read_manifest(d).file("index").write_bytes(b"garbage"), "index file is damaged"),
+        (lambda d: read_version(d).file("metadata").unlink(), "metadata file is missing"),
+        (lambda d: read_version(d).file("index").write_bytes(b"garbage"), "index file is damaged"),
     ],
 )
 def test_damaged_index_gives_one_clear_error(copy, damage, message):
     damage(copy)
-    with pytest.raises(store.IndexError_, match=message):
+    with pytest.raises(IndexDirError, match=message):
         vecsearch.open(copy)
 
 
 def test_second_writer_is_refused(tmp_path):
-    with store.writer_lock(tmp_path), pytest.raises(store.IndexError_, match="another vecsearch process"):
-        with store.writer_lock(tmp_path):
-            pass
+    refused = pytest.raises(IndexDirError, match="another vecsearch process")
+    with store.writer_lock(tmp_path), refused, store.writer_lock(tmp_path):
+        pass
 
 
 def test_a_file_shared_by_the_next_version_keeps_its_checksum(tmp_path, photo_dir, encoder):
@@ -58,6 +60,6 @@ def test_a_file_shared_by_the_next_version_keeps_its_checksum(tmp_path, photo_di
     with open(shared, "ab") as f:
         f.write(b"junk")  # damage that loading the encoder does not notice
     assert vecsearch.remove([first.metadata()["path"][0].as_py()], root, quiet=True) == 1
-    second = store.read_manifest(root)
-    assert second.number == 2 and second.manifest["files"]["encoder"] == first.manifest["files"]["encoder"]
+    second = read_version(root)
+    assert second.number == 2 and second.manifest.files["encoder"] == first.manifest.files["encoder"]
     assert any("encoder" in p and "bytes" in p for p in check(root))

@@ -62,7 +62,7 @@ def kill_trials(base: Path, more: Path, idx: Path, encoder: Path, trials: int, s
             report.failures.append(f"trial {trial}: {problems}")
             continue
         index = vecsearch.open(idx)
-        if not index.faiss.ntotal == len(index.metadata()) == index.manifest["counts"]["images"]:
+        if not index.faiss.ntotal == len(index.metadata()) == index.manifest.counts.images:
             report.failures.append(f"trial {trial}: counts disagree")
         if index.version.number not in (before, before + 1):
             report.failures.append(f"trial {trial}: version {before} became {index.version.number}")
@@ -76,7 +76,7 @@ while time.time() < end:
     try:
         ix = vecsearch.open(sys.argv[1])
         hits = ix.search(sys.argv[3], k=5)
-        assert len(hits) == 5 and hits[0].similarity > 99 and ix.faiss.ntotal == ix.manifest['counts']['images']
+        assert len(hits) == 5 and hits[0].similarity > 99 and ix.faiss.ntotal == ix.manifest.counts.images
         n += 1
     except Exception as e:
         errors += 1; print(repr(e), file=sys.stderr)

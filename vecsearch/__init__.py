@@ -13,9 +13,9 @@ __version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .builder import add, build, remove
     from .embedding import embed, train
     from .encoder import Encoder, EncoderConfig
+    from .pipeline import add, build, remove
     from .search import Hit, Index
 
 __all__ = [
@@ -34,14 +34,14 @@ __all__ = [
 ]
 
 _LAZY = {
-    "build": ("builder", "build"),
+    "build": ("pipeline", "build"),
     "Index": ("search", "Index"),
     "Hit": ("search", "Hit"),
     "Encoder": ("encoder", "Encoder"),
     "EncoderConfig": ("encoder", "EncoderConfig"),
     "ImageError": ("images", "ImageError"),
-    "add": ("builder", "add"),
-    "remove": ("builder", "remove"),
+    "add": ("pipeline", "add"),
+    "remove": ("pipeline", "remove"),
     "embed": ("embedding", "embed"),
     "train": ("embedding", "train"),
 }

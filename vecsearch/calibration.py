@@ -1,10 +1,8 @@
-"""Distance → similarity percentage, calibrated rather than rescaled.
+"""The calibration curve: distance → similarity percentage, on the query side.
 
-At build time the index is queried with edited copies of its own images; the copy's source is a
-true match, the other top hits are not. A monotone (isotonic) fit of "is the same picture" against
-distance gives the probability a hit at that distance is the same picture, so "≥ 70%" means about
-the same on any collection. The fitted curve is kept as knots and applied with ``np.interp``, so a
-query needs no fitting library.
+The curve is fitted when an index is built (``calibrate.py``) and kept as knots: P(same picture)
+at increasing squared-L2 distances. Applying it is ``np.interp``, so a query needs no fitting
+library.
 """
 
 from __future__ import annotations
@@ -67,38 +65,6 @@ class Calibration:
             raise ValueError(f"{source}: damaged calibration (knots not increasing)")
         return cls(d, p, raw.get("fitted_on", {}))
 
-    def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(self.to_json())
-
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:
         return cls.from_json(Path(path).read_text(), os.fspath(path))
-
-
-def fit(positive: np.ndarray, negative: np.ndarray, knots: int = 64) -> Calibration:
-    """Fit P(same picture | distance) from distances of true matches and of non-matches."""
-    from scipy.optimize import isotonic_regression  # half the import time of scikit-learn's
-
-    positive, negative = np.asarray(positive, float), np.asarray(negative, float)
-    if len(positive) == 0 or len(negative) == 0:
-        raise ValueError("calibration needs both matching and non-matching pairs")
-    x = np.r_[positive, negative]
-    y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-    at, where, count = np.unique(
-        x, return_inverse=True, return_counts=True
-    )  # tied distances: one weighted point
-    fitted = isotonic_regression(np.bincount(where, y) / count, weights=count, increasing=False).x
-    top = float(x.max()) * 1.05 + 1e-6
-    grid = np.unique(np.r_[0.0, np.quantile(x, np.linspace(0, 1, knots)), top])
-    prob = np.interp(grid, at, fitted)  # linear between fitted points, flat beyond them
-    prob[0] = 1.0  # the same image is 100%
-    prob = np.minimum.accumulate(prob)
-    bins = np.linspace(0, top, 41)
-    fitted_on = {
-        "positives": len(positive),
-        "negatives": len(negative),
-        "histogram_edges": bins.round(4).tolist(),
-        "positive_histogram": np.histogram(positive, bins)[0].tolist(),
-        "negative_histogram": np.histogram(negative, bins)[0].tolist(),
-    }
-    return Calibration(grid, prob, fitted_on)

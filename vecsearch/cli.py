@@ -70,12 +70,13 @@ def build(
         workers: processes that encode images; 0 = in this process; default: one per core.
         scheduler: address of a Dask scheduler (tcp://host:8786) to encode on a cluster instead.
         batch_size: images per task; each finished batch is saved, so a restart loses at most these.
-        memory_budget: memory the index may take, like 4G; above it vectors are compressed (SQ8, or PQ re-ranked from a float16 copy of the vectors on disk).
+        memory_budget: memory the index may take, like 4G; above it vectors are compressed (SQ8, or
+            PQ re-ranked from a float16 copy of the vectors on disk).
         encoder: use this trained encoder (from `vecsearch train`, or another index's directory).
         retrain: train a new encoder on this collection even if the index already has one.
         quiet: no progress bars or summary.
     """
-    from .builder import build as run_build
+    from .pipeline import build as run_build
 
     _quiet_logging(quiet)
     srcs = _paths(sources)
@@ -119,7 +120,7 @@ def add(
         batch_size: images per task.
         quiet: no progress bars or summary.
     """
-    from .builder import add as run_add
+    from .pipeline import add as run_add
 
     _quiet_logging(quiet)
     srcs = _paths(sources)
@@ -136,7 +137,8 @@ def add(
     )
     if not quiet:
         print(
-            f"{result.path}: added {result.last_build.indexed} images, now {len(result)}; {result.last_build.summary()}",
+            f"{result.path}: added {result.last_build.indexed} images, now {len(result)}; "
+            f"{result.last_build.summary()}",
             file=sys.stderr,
         )
 
@@ -150,7 +152,7 @@ def remove(*paths: str, index: str = DEFAULT_INDEX, missing: bool = False, quiet
         missing: also remove every indexed file that no longer exists.
         quiet: no summary.
     """
-    from .builder import remove as run_remove
+    from .pipeline import remove as run_remove
 
     n = run_remove(_paths(paths), index, missing=missing)
     if not quiet:
@@ -255,8 +257,8 @@ def query(
         html: also write a self-contained page of thumbnails to this file.
         relative_to: print paths relative to this folder (default: absolute, as indexed).
     """
-    from .images import iter_image_paths
     from .search import open_index
+    from .sources import iter_image_paths
 
     _check_format(format)
     given = _paths(images)
@@ -318,14 +320,14 @@ def dedup(
         relative_to: print paths relative to this folder.
         quiet: no progress bar.
     """
-    from .builder import progress
     from .dedup import find_groups
     from .search import open_index
+    from .stages import stage
 
     _check_format(format)
     idx = open_index(index)
-    with progress(len(idx), "dedup", quiet) as bar:
-        groups = find_groups(idx, float(min_similarity), bar.update)
+    with stage("dedup", len(idx), quiet=quiet) as st:
+        groups = find_groups(idx, float(min_similarity), st.update)
     shown = _shown(relative_to)
     rows = [
         dict(group=n, **{**m.as_dict(), "path": shown(m.path), "similarity": round(m.similarity, 1)})
@@ -334,12 +336,12 @@ def dedup(
     ]
     columns = ["group", "path", "keep", "similarity", "width", "height", "bytes", "id"]
     if out:
-        from .store import atomic_write_bytes
+        from .files import write_bytes
 
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             _emit(rows, format, columns)
-        atomic_write_bytes(Path(out).expanduser(), buf.getvalue().encode("utf-8", "surrogateescape"))
+        write_bytes(Path(out).expanduser(), buf.getvalue().encode("utf-8", "surrogateescape"))
     else:
         _emit(rows, format, columns)
     if html:
@@ -348,7 +350,8 @@ def dedup(
         report.write(html, report.groups_page([[m.as_dict() for m in g] for g in groups], shown))
     if not quiet:
         print(
-            f"{len(groups)} groups, {sum(len(g) for g in groups)} images, {sum(len(g) - 1 for g in groups)} could go",
+            f"{len(groups)} groups, {sum(len(g) for g in groups)} images, "
+            f"{sum(len(g) - 1 for g in groups)} could go",
             file=sys.stderr,
         )
 
@@ -396,7 +399,8 @@ def info(index: str = DEFAULT_INDEX, skipped: bool = False, format: str = "table
         ("encoder", f"{enc.get('fingerprint')}: {json.dumps(enc.get('config'))}"),
         (
             "calibration",
-            f"{data['calibration'].get('positives')} edited copies vs {data['calibration'].get('negatives')} non-matching hits",
+            f"{data['calibration'].get('positives')} edited copies vs "
+            f"{data['calibration'].get('negatives')} non-matching hits",
         ),
         ("committed", data["committed_at"]),
     ]
@@ -494,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     import fire
 
     from .images import ImageError
-    from .store import IndexError_
+    from .manifest import IndexDirError
 
     args = sys.argv[1:] if argv is None else argv
     # fire writes help to stderr; a user who asks for help wants it on stdout (to page or grep it).
@@ -506,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             fire.Fire(COMMANDS, command=args, name="vecsearch")
     except (
         UsageError,
-        IndexError_,
+        IndexDirError,
         ImageError,
         ValueError,
         FileNotFoundError,

@@ -10,11 +10,12 @@ a near-duplicate of the image kept.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import index as faiss_index
+from . import ivf
 from .search import Index
 
 BATCH = 1024
@@ -45,38 +46,21 @@ def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> li
     ids = meta["id"].to_numpy()
     if radius < 0 or len(ids) < 2:
         return []
-    full = faiss_index.load(index.version.file("index"), mmap=False)
-    faiss_index.set_nprobe(full, index.manifest["index"].get("nprobe", 1))
-    with faiss_index.by_id(full):
+    full = ivf.load(index.version.file("index"), mmap=False)
+    ivf.set_nprobe(full, index.manifest.index.nprobe)
+    with ivf.by_id(full):
         return _groups(index, full, meta, ids, radius, progress)
 
 
 def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) -> list[list[Member]]:
-    from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     def vectors(some: np.ndarray) -> np.ndarray:
-        return faiss_index.reconstruct(full, some, index.exact)
+        return ivf.reconstruct(full, some, index.rerank_rows)
 
-    pos = {int(i): n for n, i in enumerate(ids)}
-    rows, cols = [], []
-    for start in range(0, len(ids), BATCH):
-        batch = ids[start : start + BATCH]
-        x = vectors(batch)
-        lims, _, found = full.range_search(x, radius + 1e-6)
-        for q in range(len(batch)):
-            near = found[lims[q] : lims[q + 1]]
-            if index.exact is not None and len(near):  # PQ distances are coarse: confirm with exact ones
-                near = near[((index.exact.get(near) - x[q]) ** 2).sum(1) <= radius + 1e-6]
-            for j in near:
-                if j != batch[q] and int(j) in pos:
-                    rows.append(start + q)
-                    cols.append(pos[int(j)])
-        if progress:
-            progress(len(batch))
-    if not rows:
+    graph = _near_pairs(index, full, ids, radius, vectors, progress)
+    if graph is None:
         return []
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids)))
     _, label = connected_components(graph, directed=False)
     sizes = np.bincount(label)
     in_group = np.flatnonzero(sizes[label] > 1)
@@ -89,8 +73,12 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
 
     widths, heights, size = column("width"), column("height"), column("bytes")
     area = widths * heights
+
+    def member(m: int, keep: bool, similarity: float) -> Member:
+        return Member(paths[m], int(ids[m]), keep, similarity, int(widths[m]), int(heights[m]), int(size[m]))
+
     groups = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         members = np.array(sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], paths[m])))
         vecs = vectors(ids[members])
         left = np.arange(len(members))
@@ -100,19 +88,34 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
             if near.sum() > 1:
                 sim = index.calibration.percent(d[near])
                 groups.append(
-                    [
-                        Member(
-                            paths[m],
-                            int(ids[m]),
-                            n == 0,
-                            float(s),
-                            int(widths[m]),
-                            int(heights[m]),
-                            int(size[m]),
-                        )
-                        for n, (m, s) in enumerate(zip(members[left[near]], sim))
-                    ]
+                    [member(m, n == 0, float(s)) for n, (m, s) in enumerate(zip(members[left[near]], sim))]
                 )
             left = left[~near]
     groups.sort(key=lambda g: (-len(g), g[0].path))
     return groups
+
+
+def _near_pairs(index: Index, full, ids: np.ndarray, radius: float, vectors, progress):
+    """The sparse graph (positions in ``ids``) of the pairs within ``radius``, found by range
+    search in batches; None if there is no pair."""
+    from scipy.sparse import coo_matrix
+
+    pos = {int(i): n for n, i in enumerate(ids)}
+    rows, cols = [], []
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start : start + BATCH]
+        x = vectors(batch)
+        lims, _, found = full.range_search(x, radius + 1e-6)
+        for q in range(len(batch)):
+            near = found[lims[q] : lims[q + 1]]
+            if index.rerank_rows is not None and len(near):  # PQ distances are coarse: confirm exactly
+                near = near[((index.rerank_rows.get(near) - x[q]) ** 2).sum(1) <= radius + 1e-6]
+            for j in near:
+                if j != batch[q] and int(j) in pos:
+                    rows.append(start + q)
+                    cols.append(pos[int(j)])
+        if progress:
+            progress(len(batch))
+    if not rows:
+        return None
+    return coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids)))

@@ -1,4 +1,5 @@
-"""Random edits of the kind copies of a photo go through: crop, viewpoint, rescale, rotation, colour, blur, JPEG.
+"""Random edits of the kind copies of a photo go through: crop, viewpoint, rescale, rotation,
+colour, blur, JPEG.
 
 Calibration fits its percentages on such copies, the tests check that they are found, and the
 benchmarks make near-duplicate groups with them.
@@ -6,16 +7,8 @@ benchmarks make near-duplicate groups with them.
 
 from __future__ import annotations
 
-import hashlib
-import zlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from .encoder import Encoder
 
 
 def crop(img: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
@@ -48,7 +41,7 @@ def perspective(img: np.ndarray, amount: float, rng: np.random.Generator) -> np.
 
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    _, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
@@ -82,53 +75,3 @@ def random_edit(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0
     if rng.random() < 0.1:
         out = np.ascontiguousarray(out[:, ::-1])
     return jpeg(out, int(rng.integers(35, 95)))
-
-
-def edited_copies(pixels: np.ndarray, path: str, copies: int, seed: int) -> list[np.ndarray]:
-    """``copies`` random edits of a file's decoded pixels; they depend only on its path and ``seed``,
-    not on which worker, batch or stage makes them."""
-    rng = np.random.default_rng([seed, zlib.crc32(path.encode("utf-8", "surrogateescape"))])
-    return [random_edit(pixels, rng) for _ in range(copies)]
-
-
-@dataclass(frozen=True)
-class CopyPlan:
-    """Which files of a build are calibration sources (about ``rate`` of them), with how many edited
-    copies each. A build makes the copies while it has the pixels decoded anyway; the choice hangs
-    on a hash of the path, so it is the same whatever the batches, workers or restarts."""
-
-    rate: float
-    copies: int
-    seed: int = 0
-
-    def wants(self, path: str) -> bool:
-        if self.rate >= 1:
-            return True
-        h = hashlib.blake2b(
-            path.encode("utf-8", "surrogateescape"), digest_size=8, key=self.seed.to_bytes(8, "little")
-        )
-        return int.from_bytes(h.digest(), "little") < self.rate * 2**64
-
-
-def encode_copies(encoder: Encoder, paths: list[str], copies: int, seed: int) -> list[np.ndarray | None]:
-    """Vectors of ``copies`` random edits of each file, (copies, dim) each, None where it cannot be read.
-
-    Calibration's positives for sources the build did not make copies of (vectors made elsewhere,
-    or a refit), on the build's executor, where the files are.
-    """
-    from .images import ImageError, load
-
-    edited: list[np.ndarray] = []
-    read: list[bool] = []
-    for path in paths:
-        try:
-            pixels = load(path, encoder.config.max_side)[0]
-        except ImageError:
-            read.append(False)
-            continue
-        edited += edited_copies(pixels, path, copies, seed)
-        read.append(True)
-    vectors = iter(
-        np.split(encoder.encode(edited), np.arange(copies, len(edited), copies))
-    )  # one batch: the PCA is matrix-shaped
-    return [next(vectors) if ok else None for ok in read]

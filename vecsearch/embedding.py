@@ -9,25 +9,23 @@ a killed job never leaves a truncated file under the requested name.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import executors
-from . import vectors as vt
-from .builder import _as_list, _scan_some, progress, scan, train_encoder
 from .encoder import Encoder, EncoderConfig
-
-
-def _encoder(encoder: Encoder | str | os.PathLike) -> Encoder:
-    return encoder if isinstance(encoder, Encoder) else Encoder.load(encoder)
+from .encoding import encode_batches, train_encoder
+from .files import replacing
+from .sources import Sources, scan, scan_images
+from .stages import stage
+from .vectors import schema, table, vectors_of
 
 
 def embed(
-    sources: Sequence[str | os.PathLike] | str | os.PathLike,
+    sources: Sources,
     encoder: Encoder | str | os.PathLike,
     out: str | os.PathLike | None = None,
     *,
@@ -41,52 +39,46 @@ def embed(
     Returns the vector table, or with ``out`` writes it as Parquet in batches (bounded memory) and
     returns the path. Rows keep scan order; unreadable files get a null vector and an ``error``.
     """
-    enc = _encoder(encoder)
-    paths, problems = scan(_as_list(sources), quiet)
-    tasks = ((i, list(paths[s : s + batch_size])) for i, s in enumerate(range(0, len(paths), batch_size)))
-    results = executors.encode(enc, tasks, workers, scheduler)
-    schema = vt.schema(enc)
-    extra = pa.table({"path": [p for p, _ in problems], "error": [r for _, r in problems]})
-    extra = pa.Table.from_arrays(
-        [
-            extra["path"]
-            if n == "path"
-            else extra["error"]
-            if n == "error"
-            else pa.nulls(len(extra), schema.field(n).type)
-            for n in schema.names
-        ],
-        schema=schema,
-    )
-    with progress(len(paths), "embed", quiet) as bar:
+    enc = encoder if isinstance(encoder, Encoder) else Encoder.load(encoder)
+    paths, problems = scan(sources, quiet)
+    starts = range(0, len(paths), batch_size)
+    tasks = ((i, list(paths[s : s + batch_size])) for i, s in enumerate(starts))
+    with stage("embed", len(paths), quiet=quiet) as st:
+        parts = _in_order(enc, encode_batches(enc, tasks, workers, scheduler), st)
+        unread = _unread(problems, schema(enc))
         if out is None:
-            parts = {}
-            for number, r in results:
-                parts[number] = vt.table(r, enc)
-                bar.update(len(r.infos) + len(r.failures))
-            return pa.concat_tables([parts[k] for k in sorted(parts)] + [extra])
+            return pa.concat_tables([*parts, unread])
         out = Path(out).expanduser()
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-                pending, following = {}, 0
-                for number, r in results:  # write in scan order; at most the in-flight batches wait
-                    pending[number] = vt.table(r, enc)
-                    bar.update(len(r.infos) + len(r.failures))
-                    while following in pending:
-                        writer.write_table(pending.pop(following))
-                        following += 1
-                if len(extra):
-                    writer.write_table(extra)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with replacing(out) as tmp, pq.ParquetWriter(tmp, schema(enc), compression="zstd") as writer:
+            for part in parts:
+                writer.write_table(part)
+            if len(unread):
+                writer.write_table(unread)
         return out
 
 
+def _in_order(enc: Encoder, results, st) -> Iterator[pa.Table]:
+    """The batches' tables in scan order, as they finish; at most the batches in flight wait."""
+    pending, following = {}, 0
+    for number, r in results:
+        pending[number] = table(r, enc)
+        st.update(len(r.infos) + len(r.failures))
+        while following in pending:
+            yield pending.pop(following)
+            following += 1
+
+
+def _unread(problems: list[tuple[str, str]], s: pa.Schema) -> pa.Table:
+    """Rows for the sources the scan could not read: a path and an error, nothing else."""
+    columns = {"path": [p for p, _ in problems], "error": [r for _, r in problems]}
+    arrays = [
+        pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(len(problems), f.type) for f in s
+    ]
+    return pa.Table.from_arrays(arrays, schema=s)
+
+
 def train(
-    sources: Sequence[str | os.PathLike] | str | os.PathLike,
+    sources: Sources,
     out: str | os.PathLike | None = None,
     *,
     config: EncoderConfig | None = None,
@@ -96,7 +88,7 @@ def train(
 
     Several indexes and batch jobs that use the same encoder make comparable vectors.
     """
-    paths, _ = _scan_some(sources, quiet)
+    paths, _ = scan_images(sources, quiet)
     enc = train_encoder(paths, config or EncoderConfig(), quiet, workers=None)
     if out is not None:
         enc.save(out)
@@ -105,5 +97,6 @@ def train(
 
 def vectors_from(table: pa.Table) -> np.ndarray:
     """The (n, d) float32 matrix of a vector table's good rows."""
-    ok = table.filter(pa.compute.is_valid(table["vector"]))
-    return vt.vectors_of(ok)
+    import pyarrow.compute as pc
+
+    return vectors_of(table.filter(pc.is_valid(table["vector"])))

@@ -15,21 +15,23 @@ import logging
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import images as imgs
-from .edits import CopyPlan, edited_copies
 from .features import colour_histogram, orb_descriptors, vlad
 from .features.colour import SIDE as COLOUR_SIDE
 from .features.vlad import unpack_bits
+from .files import replacing
+from .images import ImageError, ImageInput, to_pixels
+from .images import load as load_image
+from .manifest import ENCODER_FILE, encoder_file
+from .vectors import EncodedFiles, table
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-ENCODER_FILE = "encoder.npz"
 
 
 #: Fields added after encoders were first saved, with the value those encoders used: an encoder
@@ -121,13 +123,14 @@ def _pca(x: np.ndarray, dim: int, whiten: float) -> tuple[np.ndarray, np.ndarray
     ).astype(np.float32)
 
 
-def extract_files(paths: Sequence[str], config: EncoderConfig) -> list[Features]:
-    """Features of the readable files among ``paths`` (training samples: bad files just drop out)."""
+def extract_files(config: EncoderConfig, paths: Sequence[str]) -> list[Features]:
+    """Features of the readable files among ``paths`` (training samples: bad files just drop out);
+    the config first, as executors pass what they share."""
     out = []
     for p in paths:
         try:
-            out.append(extract(imgs.load(p, config.max_side)[0], config))
-        except imgs.ImageError:
+            out.append(extract(load_image(p, config.max_side)[0], config))
+        except ImageError:
             continue
     return out
 
@@ -163,21 +166,8 @@ def _views(pixels: list[np.ndarray], needed: int, seed: int) -> list[np.ndarray]
     return out
 
 
-@dataclass
-class EncodedFiles:
-    """Result of encoding a batch of files: vectors for the good ones, reasons for the bad ones."""
-
-    vectors: np.ndarray
-    infos: list[imgs.FileInfo] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    copies: dict[str, np.ndarray] = field(default_factory=dict)  # path → (c, dim) vectors of edited copies
-
-    @classmethod
-    def crashed(cls, path: str, dim: int) -> EncodedFiles:
-        """The result for a file that killed the worker process decoding it."""
-        return cls(
-            np.zeros((0, dim), np.float32), [], [(path, "a worker process died while decoding this file")]
-        )
+#: Images made from a file's decoded pixels, to be encoded too (``Encoder.encode_files``).
+Derive = Callable[[str, np.ndarray], Sequence[np.ndarray]]
 
 
 class Encoder:
@@ -240,7 +230,7 @@ class Encoder:
         v = _l2(_project(v, self.pca_mean, self._components64)) * has_words[:, None]
         return _l2(np.hstack([np.sqrt(w) * colour, np.sqrt(1 - w) * v]).astype(np.float32))
 
-    def encode(self, images: Iterable[imgs.ImageInput] | imgs.ImageInput) -> np.ndarray:
+    def encode(self, images: Iterable[ImageInput] | ImageInput) -> np.ndarray:
         """Encode paths, encoded bytes or decoded arrays (BGR, as OpenCV) → (n, dim) float32.
 
         Raises ImageError naming the first input that cannot be decoded; use ``encode_files`` to skip
@@ -253,56 +243,46 @@ class Encoder:
         feats = []
         for i, image in enumerate(images):
             try:
-                feats.append(extract(imgs.to_pixels(image, self.config.max_side), self.config))
-            except imgs.ImageError as e:
+                feats.append(extract(to_pixels(image, self.config.max_side), self.config))
+            except ImageError as e:
                 name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"input {i}"
-                raise imgs.ImageError(f"{name}: {e}") from None
+                raise ImageError(f"{name}: {e}") from None
         return self.encode_features(feats)
 
-    def encode_files(self, paths: Sequence[str], copies: CopyPlan | None = None) -> EncodedFiles:
-        """Encode files, skipping (and reporting) the ones that cannot be read or decoded; and the
-        calibration copies of the files ``copies`` picks, from the pixels already decoded."""
+    def encode_files(self, paths: Sequence[str], derive: Derive | None = None) -> EncodedFiles:
+        """Encode files, skipping (and reporting) the ones that cannot be read or decoded.
+
+        ``derive(path, pixels)`` may return images made from a file's decoded pixels (calibration's
+        edited copies); they are encoded as a query would be, shrunk to the working size.
+        """
         feats, infos, failures = [], [], []
-        copy_feats: dict[str, list[Features]] = {}
+        derived: dict[str, list[Features]] = {}
         for path in paths:
             try:
-                pixels, info = imgs.load(path, self.config.max_side)
+                pixels, info = load_image(path, self.config.max_side)
                 f = extract(pixels, self.config)
-                if copies is not None and copies.wants(path):
-                    edited = edited_copies(pixels, path, copies.copies, copies.seed)
-                    copy_feats[path] = [
-                        extract(imgs.to_pixels(e, self.config.max_side), self.config) for e in edited
-                    ]  # as a query would be
+                made = derive(path, pixels) if derive is not None else ()
+                if made:
+                    derived[path] = [extract(to_pixels(m, self.config.max_side), self.config) for m in made]
                 feats.append(f)
                 infos.append(info)
-            except imgs.ImageError as e:
+            except ImageError as e:
                 failures.append((path, str(e)))
             except Exception as e:  # a decoder bug must cost one file, not the build
                 failures.append((path, f"unexpected error: {type(e).__name__}: {e}"))
-        made = self.encode_features([f for fs in copy_feats.values() for f in fs])
-        return EncodedFiles(
-            self.encode_features(feats),
-            infos,
-            failures,
-            {
-                p: v
-                for p, v in zip(
-                    copy_feats, np.split(made, np.cumsum([len(fs) for fs in copy_feats.values()])[:-1])
-                )
-            },
-        )
+        made_vectors = self.encode_features([f for fs in derived.values() for f in fs])
+        split = np.split(made_vectors, np.cumsum([len(fs) for fs in derived.values()])[:-1])
+        return EncodedFiles(self.encode_features(feats), infos, failures, dict(zip(derived, split)))
 
     def encode_table(self, paths: Sequence[str]):
         """Encode files into a ``pyarrow.Table`` (path, vector, error, file facts); bad files get an error."""
-        from . import vectors
-
-        return vectors.table(self.encode_files(list(paths)), self)
+        return table(self.encode_files(list(paths)), self)
 
     # ---- training --------------------------------------------------------------------------
     @classmethod
     def fit(
         cls,
-        images: Iterable[imgs.ImageInput],
+        images: Iterable[ImageInput],
         config: EncoderConfig | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Encoder:
@@ -315,8 +295,8 @@ class Encoder:
         pixels = []
         for image in images:
             try:
-                pixels.append(imgs.to_pixels(image, config.max_side))
-            except imgs.ImageError as e:
+                pixels.append(to_pixels(image, config.max_side))
+            except ImageError as e:
                 log.warning(
                     "training: skipped %s: %s",
                     image if isinstance(image, (str, os.PathLike)) else "an input",
@@ -326,7 +306,7 @@ class Encoder:
                 progress(1)
         if len(pixels) < config.min_train_views:
             pixels = _views(
-                pixels + [imgs.to_pixels(p, config.max_side) for p in example_images()],
+                pixels + [to_pixels(p, config.max_side) for p in example_images()],
                 config.min_train_views,
                 config.seed,
             )
@@ -366,25 +346,15 @@ class Encoder:
         if path.suffix != ".npz":
             path.mkdir(parents=True, exist_ok=True)
             path = path / ENCODER_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                format=np.array(FORMAT),
-                config=np.array(self.config.to_json()),
-                **dict(zip(self.STATE, self._arrays())),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with replacing(path) as tmp, open(tmp, "wb") as f:
+            state = dict(zip(self.STATE, self._arrays()))
+            np.savez(f, format=np.array(FORMAT), config=np.array(self.config.to_json()), **state)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Encoder:
         """Load from an encoder .npz, a directory holding encoder.npz, or an index directory."""
-        from .store import resolve_encoder_path
-
-        path = resolve_encoder_path(path)
+        path = encoder_file(path)
         try:
             with np.load(path, allow_pickle=False) as z:
                 fmt = int(z["format"])

@@ -90,11 +90,6 @@ def retrieval_metrics(order: np.ndarray, groups: np.ndarray, queries: np.ndarray
     }
 
 
-def evaluate_vectors(vectors: np.ndarray, data: LabelledSet) -> dict[str, float]:
-    order, _ = ranking(np.asarray(vectors, np.float32), data.queries)
-    return retrieval_metrics(order, data.groups, data.queries)
-
-
 def reliability(similarity: np.ndarray, relevant: np.ndarray, bins: int = 10) -> tuple[list[dict], float]:
     """Reliability table of reported percentages against the truth, and the expected calibration error.
 
@@ -145,13 +140,14 @@ def evaluate_index(
 ) -> dict:
     """Build a real index over the set and rank every query through ``Index.search_many``.
 
-    Same encoder training (with ``config``, default settings if None) and calibration fit as a user's build. Returns the retrieval metrics,
-    the build's report, and the reliability table + ECE of the calibrated % over the top-10 hits of
-    every query (the query itself excluded; relevant = same group).
+    Same encoder training (with ``config``, default settings if None) and calibration fit as a
+    user's build. Returns the retrieval metrics, the build's report, and the reliability table +
+    ECE of the calibrated % over the top-10 hits of every query (the query itself excluded;
+    relevant = same group).
     """
-    import vecsearch
+    from .pipeline import build
 
-    index = vecsearch.build(data.paths, index_dir, workers=workers, quiet=quiet, config=config)
+    index = build(data.paths, index_dir, workers=workers, quiet=quiet, config=config)
     n = len(data.paths)
     position = {os.path.abspath(p): i for i, p in enumerate(data.paths)}
     results = index.search_many([data.paths[q] for q in data.queries], k=n)
@@ -184,24 +180,22 @@ def calibration_spread(
     """ECE of the same hits (``top10`` = distances, relevant) under calibrations refitted on other
     random draws of sources and edits (the build used seed 0): how much the stated percentages
     depend on which images the calibration happened to draw."""
-    from . import builder
-    from . import index as faiss_index
+    from . import ivf
+    from .calibrate import fit_calibration
     from .search import open_index
 
     ix = open_index(index_dir)
     meta = ix.metadata()
     items = list(zip(meta["id"].to_pylist(), meta["path"].to_pylist()))
-    full = faiss_index.load(ix.version.file("index"), mmap=False)
+    full = ivf.load(ix.version.file("index"), mmap=False)
     distance, relevant = top10
-    return [
-        reliability(
-            builder.fit_calibration(
-                ix.encoder, full, items, True, seed=s, workers=workers, exact=ix.exact
-            ).percent(distance),
-            relevant,
-        )[1]
-        for s in seeds
-    ]
+    eces = []
+    for s in seeds:
+        cal = fit_calibration(
+            ix.encoder, full, items, True, seed=s, workers=workers, rerank_rows=ix.rerank_rows
+        )
+        eces.append(reliability(cal.percent(distance), relevant)[1])
+    return eces
 
 
 def phash_bits(paths: Sequence[str]) -> np.ndarray:

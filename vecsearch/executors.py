@@ -2,7 +2,7 @@
 
 All three take (batch number, paths) tasks and yield (batch number, result) as they finish, keeping
 only a bounded number of batches in flight so memory does not grow with N. The ``shared`` object
-(the encoder, or an encoder config while training) reaches each worker once: pool workers receive
+(an encoder, or an encoder config while training) reaches each worker once: pool workers receive
 it in their initializer, Dask workers by one broadcast scatter.
 
 Worker processes start through forkserver, which imports the caller's ``__main__``: a script that
@@ -20,9 +20,6 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from .edits import CopyPlan
-from .encoder import EncodedFiles, Encoder, EncoderConfig, extract_files
-
 log = logging.getLogger(__name__)
 
 Task = tuple[int, list[str]]
@@ -31,14 +28,6 @@ Work = Callable[[Any, list[str]], Any]
 _shared: Any = None
 #: What a worker's death looks like from here: a broken pool, or a broken pipe while it starts.
 DIED = (BrokenProcessPool, BrokenPipeError, EOFError)
-
-
-def encode_files(encoder: Encoder, paths: list[str], copies: CopyPlan | None = None) -> EncodedFiles:
-    return encoder.encode_files(paths, copies)
-
-
-def extract(config: EncoderConfig, paths: list[str]):
-    return extract_files(paths, config)
 
 
 def _init_worker(shared: Any) -> None:
@@ -57,7 +46,7 @@ def _in_worker(work: Work, task: Task) -> tuple[int, Any]:
     return task[0], work(_shared, task[1])
 
 
-def _with(work: Work, shared: Any, task: Task) -> tuple[int, Any]:
+def _run_task(work: Work, shared: Any, task: Task) -> tuple[int, Any]:
     return task[0], work(shared, task[1])
 
 
@@ -82,39 +71,29 @@ def run(
         yield from _run_dask(work, shared, tasks, scheduler)
     elif workers == 0:
         for task in tasks:
-            yield _with(work, shared, task)
+            yield _run_task(work, shared, task)
     else:
         yield from _run_pool(work, shared, tasks, workers or default_workers(), on_crash)
 
 
-def encode(
-    encoder: Encoder,
-    tasks: Iterable[Task],
-    workers: int | None = None,
-    scheduler=None,
-    copies: CopyPlan | None = None,
-) -> Iterator[tuple[int, EncodedFiles]]:
-    """``run`` with the encoder (and calibration ``copies``, see ``Encoder.encode_files``): a file
-    that kills a worker comes back as a failure, not an error."""
-    return run(
-        functools.partial(encode_files, copies=copies),
-        encoder,
-        tasks,
-        workers,
-        scheduler,
-        on_crash=functools.partial(EncodedFiles.crashed, dim=encoder.dim),
-    )
+def _modules(work: Work) -> list[str]:
+    """The modules a task's unpickling imports: those of the work function and of its bound
+    arguments (a ``functools.partial``)."""
+    if isinstance(work, functools.partial):
+        return [work.func.__module__, *(type(v).__module__ for v in work.keywords.values())]
+    return [work.__module__]
 
 
-def _pool(shared: Any, workers: int) -> ProcessPoolExecutor:
+def _pool(work: Work, shared: Any, workers: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
 
     # One BLAS/OpenMP thread per worker process: the processes already fill the cores.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     ctx = mp.get_context("forkserver")  # forking a process that runs OpenMP threads can deadlock
-    # Workers fork from a server that has imported vecsearch once: a pool starts in ~60 ms, not ~450.
-    ctx.set_forkserver_preload(["vecsearch.executors"])
+    # Workers fork from a server that has imported the work's modules once: a pool starts in ~60 ms,
+    # not ~450. (The preload of the server's first start holds for the life of this process.)
+    ctx.set_forkserver_preload([m for m in _modules(work) if m.startswith("vecsearch.")])
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,))
 
 
@@ -125,25 +104,11 @@ def _run_pool(
     have held are re-run alone, split until the file that kills a worker is found."""
     todo = iter(tasks)
     while True:
-        pool = _pool(shared, workers)
-        running: dict = {}
+        pool = _pool(work, shared, workers)
+        running: dict = {}  # future → task
         held: list[Task] = []  # taken from todo but not yet known to be running
-
-        def submit(n: int) -> None:
-            for task in itertools.islice(todo, n):
-                held.append(task)
-                running[pool.submit(_in_worker, work, task)] = task
-                held.pop()
-
         try:
-            submit(2 * workers)
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    result = fut.result()
-                    del running[fut]
-                    yield result
-                    submit(1)
+            yield from _drain(pool, work, todo, running, held, 2 * workers)
             pool.shutdown()
             return
         except DIED:
@@ -155,9 +120,28 @@ def _run_pool(
                 yield number, _salvage(work, shared, paths, on_crash)
 
 
+def _drain(pool, work: Work, todo: Iterator[Task], running: dict, held: list[Task], in_flight: int):
+    """Keep ``in_flight`` tasks running on the pool and yield their results as they finish."""
+
+    def submit(n: int) -> None:
+        for task in itertools.islice(todo, n):
+            held.append(task)
+            running[pool.submit(_in_worker, work, task)] = task
+            held.pop()
+
+    submit(in_flight)
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in done:
+            result = fut.result()
+            del running[fut]
+            yield result
+            submit(1)
+
+
 def _check_workers_start(work: Work, shared: Any) -> None:
     """Tell a worker that dies on a file from workers that cannot start at all (then say why)."""
-    with _pool(shared, 1) as probe:
+    with _pool(work, shared, 1) as probe:
         try:
             probe.submit(_in_worker, work, (0, [])).result()
         except DIED:
@@ -168,7 +152,7 @@ def _check_workers_start(work: Work, shared: Any) -> None:
 
 
 def _salvage(work: Work, shared: Any, paths: list[str], on_crash) -> Any:
-    with _pool(shared, 1) as alone:
+    with _pool(work, shared, 1) as alone:
         try:
             return alone.submit(_in_worker, work, (0, paths)).result()[1]
         except DIED:
@@ -181,19 +165,8 @@ def _salvage(work: Work, shared: Any, paths: list[str], on_crash) -> Any:
             )
         return on_crash(paths[0])
     half = len(paths) // 2
-    return _merge(
-        _salvage(work, shared, paths[:half], on_crash), _salvage(work, shared, paths[half:], on_crash)
-    )
-
-
-def _merge(a: Any, b: Any) -> Any:
-    if isinstance(a, EncodedFiles):
-        import numpy as np
-
-        return EncodedFiles(
-            np.vstack([a.vectors, b.vectors]), a.infos + b.infos, a.failures + b.failures, a.copies | b.copies
-        )
-    return a + b
+    # Results of parts of a batch add up (lists, or EncodedFiles, which define +).
+    return _salvage(work, shared, paths[:half], on_crash) + _salvage(work, shared, paths[half:], on_crash)
 
 
 def _run_dask(work: Work, shared: Any, tasks: Iterable[Task], scheduler) -> Iterator[tuple[int, Any]]:
@@ -210,7 +183,7 @@ def _run_dask(work: Work, shared: Any, tasks: Iterable[Task], scheduler) -> Iter
         with client.as_current():  # as_completed looks for the current client
             running = as_completed(
                 [
-                    client.submit(_with, work, shipped, t, pure=False)
+                    client.submit(_run_task, work, shipped, t, pure=False)
                     for t in itertools.islice(todo, in_flight)
                 ]
             )
@@ -218,7 +191,7 @@ def _run_dask(work: Work, shared: Any, tasks: Iterable[Task], scheduler) -> Iter
             yield fut.result()
             nxt = next(todo, None)
             if nxt is not None:
-                running.add(client.submit(_with, work, shipped, nxt, pure=False))
+                running.add(client.submit(_run_task, work, shipped, nxt, pure=False))
     finally:
         if own:
             client.close()

@@ -1,4 +1,4 @@
-"""Finding image files and decoding them robustly into small BGR arrays.
+"""Reading one image file and decoding it robustly into a small BGR array.
 
 Decoding goes through Pillow because it reads headers without decoding (so decompression bombs are
 refused before any pixel is allocated), applies EXIF orientation, and decodes JPEGs at a reduced DCT
@@ -7,31 +7,20 @@ scale (``draft``), which is most of the speed of a build over large photos.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
-import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
 #: Larger images are refused unread: a decoded 100-megapixel RGB image is already 300 MB.
 MAX_PIXELS = 100_000_000
-LIST_SUFFIXES = frozenset({".txt", ".lst"})
 
-ImageInput = Union[str, os.PathLike, bytes, np.ndarray]
+ImageInput = str | os.PathLike | bytes | np.ndarray
 
 
 class ImageError(ValueError):
@@ -48,79 +37,6 @@ class FileInfo:
     sha1: str
     width: int
     height: int
-
-
-@dataclass(frozen=True)
-class ScanProblem:
-    path: str
-    reason: str
-
-
-def _read_list(path: Path) -> Iterator[Path]:
-    base = path.parent
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                p = Path(os.path.expanduser(line))
-                yield p if p.is_absolute() else base / p
-
-
-def _walk(root: Path, problems: list[ScanProblem]) -> Iterator[Path]:
-    def onerror(err: OSError) -> None:
-        problems.append(ScanProblem(str(err.filename), f"cannot list directory: {err.strerror}"))
-
-    # followlinks=False: a symlink loop cannot make the walk endless.
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                yield Path(dirpath) / name
-
-
-def iter_image_paths(
-    sources: Iterable[str | os.PathLike], problems: list[ScanProblem] | None = None
-) -> Iterator[str]:
-    """Yield image paths from folders (recursive), files, glob patterns and .txt/.lst lists of paths.
-
-    Paths are absolute and each is yielded once. Sources that match nothing are recorded in
-    ``problems`` (when given) instead of raising, so one typo does not abort a long build.
-    """
-    problems = problems if problems is not None else []
-    seen: set[str] = set()
-    for source in sources:
-        source = os.path.expanduser(os.fspath(source))
-        p = Path(source)
-        if p.is_dir():
-            candidates: Iterable[Path] = _walk(p, problems)
-        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
-            candidates = _read_list(p)
-        elif p.exists() or p.is_symlink():
-            candidates = [p]
-        elif glob.has_magic(source):
-            matches = sorted(glob.glob(source, recursive=True))
-            candidates = [
-                Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_EXTENSIONS
-            ]
-            if not matches:
-                problems.append(ScanProblem(source, "pattern matches no file"))
-        else:
-            problems.append(ScanProblem(source, "no such file or directory"))
-            continue
-        for c in candidates:
-            key = os.path.abspath(c)
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                key.encode("utf-8")
-            except UnicodeEncodeError:
-                shown = os.fsencode(key).decode("utf-8", "backslashreplace")
-                problems.append(
-                    ScanProblem(shown, "file name is not valid UTF-8 (rename the file to index it)")
-                )
-                continue
-            yield key
 
 
 def _to_bgr(im: Image.Image) -> np.ndarray:
@@ -148,7 +64,7 @@ def fit_size(pixels: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def decode(data: bytes, max_side: int) -> tuple[np.ndarray, int, int]:
-    """Decode image bytes to BGR uint8 with the longer side ≤ max_side; also return the full (width, height)."""
+    """Image bytes → (BGR uint8 with the longer side ≤ max_side, full width, full height)."""
     if not data:
         raise ImageError("empty file")
     try:
@@ -174,11 +90,8 @@ def decode(data: bytes, max_side: int) -> tuple[np.ndarray, int, int]:
     if pixels.size == 0:
         raise ImageError("image has no pixels")
     # exif_transpose may swap the axes: report the size as displayed.
-    if (
-        (pixels.shape[1] < pixels.shape[0]
-        and width > height)
-        or (pixels.shape[1] > pixels.shape[0]
-        and width < height)
+    if (pixels.shape[1] < pixels.shape[0] and width > height) or (
+        pixels.shape[1] > pixels.shape[0] and width < height
     ):
         width, height = height, width
     return fit_size(pixels, max_side), width, height

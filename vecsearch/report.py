@@ -14,27 +14,31 @@ from pathlib import Path
 
 import cv2
 
-from . import images as imgs
+from .files import write_bytes
+from .images import ImageError, ImageInput, to_pixels
 
 THUMB = 200
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:24px;background:#f6f6f6;color:#222}
-h1{font-size:20px} h2{font-size:16px;margin:28px 0 8px;word-break:break-all}
-.grid{display:flex;flex-wrap:wrap;gap:12px}
-figure{margin:0;width:%(t)dpx;background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;box-sizing:border-box}
-figure img{width:100%%;height:%(h)dpx;object-fit:contain;background:#eee;display:block}
-figcaption{font-size:12px;margin-top:4px;word-break:break-all}
-.pct{font-weight:600;font-size:14px} .keep{border:2px solid #2a7} .query{border:2px solid #36c}
-.missing{height:%(h)dpx;display:flex;align-items:center;justify-content:center;color:#999;background:#eee}
-""" % {"t": THUMB + 14, "h": int(THUMB * 0.75)}
+_FIGURE_H = int(THUMB * 0.75)
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:24px;background:#f6f6f6;color:#222}"
+    "h1{font-size:20px} h2{font-size:16px;margin:28px 0 8px;word-break:break-all}"
+    ".grid{display:flex;flex-wrap:wrap;gap:12px}"
+    f"figure{{margin:0;width:{THUMB + 14}px;background:#fff;border:1px solid #ddd;border-radius:6px;"
+    "padding:6px;box-sizing:border-box}"
+    f"figure img{{width:100%;height:{_FIGURE_H}px;object-fit:contain;background:#eee;display:block}}"
+    "figcaption{font-size:12px;margin-top:4px;word-break:break-all}"
+    ".pct{font-weight:600;font-size:14px} .keep{border:2px solid #2a7} .query{border:2px solid #36c}"
+    f".missing{{height:{_FIGURE_H}px;display:flex;align-items:center;justify-content:center;color:#999;"
+    "background:#eee}"
+)
 
 
-def thumbnail(image: imgs.ImageInput, size: int = THUMB) -> str | None:
+def thumbnail(image: ImageInput, size: int = THUMB) -> str | None:
     """A JPEG data URI of the image at most ``size`` px wide, or None if it cannot be read."""
     try:
-        pixels = imgs.to_pixels(image, size)
-    except imgs.ImageError:
+        pixels = to_pixels(image, size)
+    except ImageError:
         return None
     ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None
@@ -68,11 +72,7 @@ def page(title: str, body: Iterable[str]) -> str:
 
 
 def write(path: str | os.PathLike, content: str) -> Path:
-    from .store import atomic_write_bytes
-
-    path = Path(path).expanduser()
-    atomic_write_bytes(path, content.encode("utf-8", "surrogateescape"))
-    return path
+    return write_bytes(Path(path).expanduser(), content.encode("utf-8", "surrogateescape"))
 
 
 def results_page(sections: Sequence[tuple[str, list]], shown=lambda p: p) -> str:

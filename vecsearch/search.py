@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from . import index as faiss_index
-from . import rerank, store
+from . import ivf, rerank, store
 from .calibration import Calibration
 from .encoder import Encoder
 from .images import ImageInput
+from .manifest import IndexDirError, Manifest, Version, read_version
 
 
 @dataclass(frozen=True)
@@ -35,57 +35,54 @@ class Hit:
 class Index:
     """A committed version of an index directory, opened for search."""
 
-    last_build = None  # set by build(): the BuildReport of the build that made it
+    last_build = None  # set by build() and add(): the report of the job that made this version
 
-    def __init__(self, version: store.Version):
+    def __init__(self, version: Version):
         self.version = version
         self.path = version.root
         self.manifest = version.manifest
         try:
             self.encoder = Encoder.load(version.file("encoder"))
         except (ValueError, OSError) as e:
-            raise store.IndexError_(str(e)) from None
+            raise IndexDirError(str(e)) from None
         self._check_size("index")
         try:
-            self.faiss = faiss_index.load(version.file("index"))
+            self.faiss = ivf.load(version.file("index"))
         except RuntimeError as e:
-            raise store.IndexError_(
+            raise IndexDirError(
                 f"{version.file('index')}: damaged FAISS index ({str(e).splitlines()[0][:200]})"
             ) from None
         try:
             self.calibration = Calibration.load(version.file("calibration"))
         except (ValueError, OSError) as e:
-            raise store.IndexError_(str(e)) from None
-        self.exact = None  # re-ranking rows of a PQ index (rerank.py)
-        if "rerank" in self.manifest["files"]:
+            raise IndexDirError(str(e)) from None
+        self.rerank_rows = None  # of a PQ index (rerank.py)
+        if version.has("rerank"):
             self._check_size("rerank")
             try:
-                self.exact = rerank.Vectors(
-                    version.file("rerank"),
-                    max(int(self.manifest["index"].get("rerank") or 0), rerank.FACTORS[0]),
-                )
+                factor = max(self.manifest.index.rerank, rerank.FACTORS[0])
+                self.rerank_rows = rerank.Vectors(version.file("rerank"), factor)
             except (ValueError, OSError) as e:
-                raise store.IndexError_(
-                    f"{version.file('rerank')}: damaged re-ranking vectors ({e})"
-                ) from None
+                raise IndexDirError(f"{version.file('rerank')}: damaged re-ranking vectors ({e})") from None
         metadata_path = version.file("metadata")
         if not metadata_path.is_file():
-            raise store.IndexError_(f"{metadata_path}: metadata file is missing")
+            raise IndexDirError(f"{metadata_path}: metadata file is missing")
         self._metadata = store.open_metadata(metadata_path)  # open now: a later commit may delete the file
         if self.faiss.d != self.encoder.dim:
-            raise store.IndexError_(
-                f"{version.file('index')}: dimension {self.faiss.d} does not match the encoder's {self.encoder.dim}"
+            raise IndexDirError(
+                f"{version.file('index')}: dimension {self.faiss.d} does not match "
+                f"the encoder's {self.encoder.dim}"
             )
 
     def _check_size(self, role: str) -> None:
         f = self.version.file(role)
-        want = self.manifest["files"][role].get("bytes")
+        want = self.manifest.files[role].bytes
         try:
             have = f.stat().st_size
         except OSError:
-            raise store.IndexError_(f"{f}: {role} file is missing") from None
+            raise IndexDirError(f"{f}: {role} file is missing") from None
         if want is not None and have != want:
-            raise store.IndexError_(f"{f}: {role} file is damaged ({have} bytes, manifest says {want})")
+            raise IndexDirError(f"{f}: {role} file is damaged ({have} bytes, manifest says {want})")
 
     def __len__(self) -> int:
         return int(self.faiss.ntotal)
@@ -129,7 +126,7 @@ class Index:
         if vectors.shape[1] != self.dim:
             raise ValueError(f"query vectors have dimension {vectors.shape[1]}, the index {self.dim}")
         _check_k(k, min_similarity)
-        dist, ids = faiss_index.search(self.faiss, vectors, k, self.exact)
+        dist, ids = ivf.search(self.faiss, vectors, k, self.rerank_rows)
         sim = self.calibration.percent(dist)
         keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
         paths = self._paths(ids[keep])
@@ -164,26 +161,21 @@ class Index:
     def info(self) -> dict:
         """What the manifest says, in a form fit for printing or JSON."""
         m = self.manifest
+        fitted = self.calibration.fitted_on
         return {
             "path": str(self.path),
-            "version": m.get("version"),
+            "version": m.version,
             "images": len(self),
-            "skipped": m.get("counts", {}).get("skipped", 0),
+            "skipped": m.counts.skipped,
             "dimension": self.dim,
-            "index": m.get("index", {}),
-            "encoder": {
-                **m.get("encoder", {}),
-                "config": dataclasses.asdict(self.encoder.config),
-            },  # with the fields older files leave out
-            "calibration": {
-                k: v
-                for k, v in self.calibration.fitted_on.items()
-                if not k.startswith("histogram") and not k.endswith("histogram")
-            },
+            "index": dataclasses.asdict(m.index),
+            # the whole config, with the fields older encoder files leave out
+            "encoder": {**dataclasses.asdict(m.encoder), "config": dataclasses.asdict(self.encoder.config)},
+            "calibration": {k: v for k, v in fitted.items() if "histogram" not in k},
             "advice": retrain_advice(m, len(self)),
-            "committed_at": m.get("committed_at"),
-            "created_at": m.get("created_at"),
-            "libraries": m.get("libraries", {}),
+            "committed_at": m.committed_at,
+            "created_at": m.created_at,
+            "libraries": m.libraries,
         }
 
 
@@ -191,17 +183,21 @@ class Index:
 GROWTH = 4
 
 
-def retrain_advice(manifest: dict, n: int) -> str | None:
+def retrain_advice(manifest: Manifest, n: int) -> str | None:
     """Say when the collection has outgrown what its encoder and index were trained on."""
-    ix = manifest.get("index", {})
-    if ix.get("nlist") == 1 and n > faiss_index.EXACT_MAX:
-        return f"{n} images is past exact search's {faiss_index.EXACT_MAX}: 'vecsearch build --retrain' would switch to a faster IVF index"
-    trained = ix.get("trained_on") or 0
-    if ix.get("nlist", 1) > 1 and trained and n > GROWTH * trained:
-        return f"grew from {trained} to {n} images since the IVF index was trained: 'vecsearch build --retrain' would restore its speed and recall"
-    enc_n = manifest.get("encoder_trained_on") or 0
+    spec = manifest.index
+    rebuild = "'vecsearch build --retrain' would"
+    if spec.nlist == 1 and n > ivf.EXACT_MAX:
+        return f"{n} images is past exact search's {ivf.EXACT_MAX}: {rebuild} switch to a faster IVF index"
+    if spec.nlist > 1 and spec.trained_on and n > GROWTH * spec.trained_on:
+        return (
+            f"grew from {spec.trained_on} to {n} images since the IVF index was trained: "
+            f"{rebuild} restore its speed and recall"
+        )
+    enc_n = manifest.encoder_trained_on or 0
     if enc_n and n > GROWTH * enc_n:
-        return f"grew from {enc_n} to {n} images since the encoder was trained: 'vecsearch build --retrain' would fit it to the collection"
+        since = f"grew from {enc_n} to {n} images since the encoder was trained"
+        return f"{since}: {rebuild} fit it to the collection"
     return None
 
 
@@ -219,10 +215,10 @@ def open_index(path: str | os.PathLike) -> Index:
     manifest just before two commits could find its files gone, so it reads the manifest again.
     """
     for attempt in range(3):
-        version = store.read_manifest(path)
+        version = read_version(path)
         try:
             return Index(version)
-        except store.IndexError_:
-            if attempt == 2 or store.read_manifest(path).number == version.number:
+        except IndexDirError:
+            if attempt == 2 or read_version(path).number == version.number:
                 raise
     raise AssertionError("unreachable")

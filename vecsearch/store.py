@@ -1,36 +1,33 @@
 """The index directory: versioned files, a manifest switched atomically, Parquet metadata, a writer lock.
 
 Every commit writes its files under new versioned names beside the old ones, then replaces
-``manifest.json`` (temp file, fsync, rename). A reader opens whatever manifest it finds and gets one
-consistent version; a killed writer leaves the previous manifest and its files untouched. Files of
-the previous version are kept one more commit so that readers that just read the old manifest can
-still open them.
+``manifest.json``. A reader opens whatever manifest it finds and gets one consistent version; a
+killed writer leaves the previous manifest and its files untouched. Files of the previous version
+are kept one more commit so that readers that just read the old manifest can still open them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
-import hashlib
-import json
 import os
 import platform
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FORMAT = 1
-MANIFEST = "manifest.json"
+from .files import fsync, sha256, write_bytes
+from .manifest import MANIFEST, FileEntry, IndexDirError, Manifest, Version
+from .vectors import FACTS
+
 LOCK = ".lock"
-WORK = ".build"
 
 METADATA_SCHEMA = pa.schema(
     [
@@ -45,47 +42,24 @@ METADATA_SCHEMA = pa.schema(
     ]
 )
 SKIPPED_SCHEMA = pa.schema([("path", pa.string()), ("reason", pa.string())])
-ROW_GROUP = 8_192  # a query reads whole row groups of metadata: keep them small
 SLICED_RUNS = 100  # rows looked up by slicing up to this many runs, by Table.take above
-
-
-class IndexError_(RuntimeError):
-    """A missing, damaged or incompatible index directory; the message names the file."""
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+VERSIONED = re.compile(
+    r"(encoder|index|metadata|calibration|skipped|rerank)\.\d{6}\.(npz|faiss|parquet|json|npy)"
+)
 
 
 def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import cv2
     import faiss
 
-    from . import __version__
-
+    try:
+        ours = version("vecsearch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "unknown"
     return {
-        "vecsearch": __version__,
+        "vecsearch": ours,
         "faiss": faiss.__version__,
         "opencv": cv2.__version__,
         "numpy": np.__version__,
@@ -94,57 +68,8 @@ def library_versions() -> dict[str, str]:
     }
 
 
-@dataclass
-class Version:
-    """One committed version of an index directory, as its manifest describes it."""
-
-    root: Path
-    manifest: dict[str, Any]
-
-    def file(self, role: str) -> Path:
-        try:
-            return self.root / self.manifest["files"][role]["name"]
-        except KeyError:
-            raise IndexError_(f"{self.root / MANIFEST}: lists no '{role}' file") from None
-
-    @property
-    def number(self) -> int:
-        return int(self.manifest["version"])
-
-
-def read_manifest(root: str | os.PathLike) -> Version:
-    """The current version of the index at ``root``; IndexError_ with a one-line reason otherwise."""
-    root = Path(root).expanduser()
-    path = root / MANIFEST
-    if not root.exists():
-        raise IndexError_(f"{root}: no index here (build one with 'vecsearch build SOURCE --index {root}')")
-    if not path.is_file():
-        raise IndexError_(f"{root}: not a vecsearch index (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IndexError_(f"{path}: damaged manifest ({e})") from None
-    if not isinstance(manifest, dict) or "format" not in manifest or "files" not in manifest:
-        raise IndexError_(f"{path}: damaged manifest (missing 'format' or 'files')")
-    if int(manifest["format"]) > FORMAT:
-        raise IndexError_(
-            f"{path}: index format {manifest['format']} is newer than this vecsearch reads ({FORMAT}); upgrade vecsearch"
-        )
-    return Version(root, manifest)
-
-
-def resolve_encoder_path(path: str | os.PathLike) -> Path:
-    """An encoder file from a .npz path, a folder holding encoder.npz, or an index directory."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        if (p / MANIFEST).exists():
-            return read_manifest(p).file("encoder")
-        if (p / "encoder.npz").exists():
-            return p / "encoder.npz"
-        raise IndexError_(f"{p}: holds neither an index nor an encoder.npz")
-    if not p.exists():
-        raise IndexError_(f"{p}: no such encoder file or index directory")
-    return p
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @contextlib.contextmanager
@@ -157,7 +82,7 @@ def writer_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise IndexError_(
+                raise IndexDirError(
                     f"{root}: another vecsearch process is writing this index; try again when it has finished"
                 ) from None
             raise
@@ -166,16 +91,12 @@ def writer_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-VERSIONED = re.compile(
-    r"(encoder|index|metadata|calibration|skipped|rerank)\.\d{6}\.(npz|faiss|parquet|json|npy)"
-)
+def next_file(root: Path, previous: Version | None, role: str, suffix: str) -> Path:
+    """Where the next version's ``role`` file goes."""
+    return root / f"{role}.{(previous.number if previous else 0) + 1:06d}{suffix}"
 
 
-def versioned_name(role: str, version: int, suffix: str) -> str:
-    return f"{role}.{version:06d}{suffix}"
-
-
-def commit(root: Path, files: dict[str, Path], manifest: dict[str, Any], previous: Version | None) -> Version:
+def commit(root: Path, files: dict[str, Path], manifest: Manifest, previous: Version | None) -> Version:
     """Make ``files`` (role → path inside root, already written) the new current version.
 
     Files are fsynced and checksummed into the manifest, which is switched last; a file the previous
@@ -184,27 +105,18 @@ def commit(root: Path, files: dict[str, Path], manifest: dict[str, Any], previou
     new nor the previous version are then deleted.
     """
     entries = {}
-    before = previous.manifest["files"] if previous else {}
+    before = previous.manifest.files if previous else {}
     for role, path in files.items():
-        if role in before and before[role]["name"] == path.name:
+        if role in before and before[role].name == path.name:
             entries[role] = before[role]
             continue
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
-        entries[role] = {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    fsync_dir(root)
-    manifest = dict(
-        manifest,
-        format=FORMAT,
-        files=entries,
-        committed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )
-    manifest.setdefault("libraries", library_versions())
-    atomic_write_bytes(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-    fsync_dir(root)
-    keep = {e["name"] for e in entries.values()} | (
-        {f["name"] for f in previous.manifest["files"].values()} if previous else set()
-    )
+        fsync(path)
+        entries[role] = FileEntry(path.name, path.stat().st_size, sha256(path))
+    fsync(root)
+    manifest = dataclasses.replace(manifest, files=entries, committed_at=now())
+    write_bytes(root / MANIFEST, manifest.to_json().encode())
+    fsync(root)
+    keep = {e.name for e in entries.values()} | {e.name for e in before.values()}
     for p in root.iterdir():  # only files of older versions: nothing a user put there
         if p.is_file() and p.name not in keep and VERSIONED.fullmatch(p.name):
             with contextlib.suppress(OSError):
@@ -212,13 +124,24 @@ def commit(root: Path, files: dict[str, Path], manifest: dict[str, Any], previou
     return Version(root, manifest)
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write via a temp name and rename, so a crash never leaves a half-written file under ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, row_group_size=ROW_GROUP, compression="zstd")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def metadata_rows(t: pa.Table, added_at: int) -> pa.Table:
+    """Metadata rows from a vector table with ids (file facts null where the table has none)."""
+    cols = {"id": t["id"], "path": t["path"]}
+    for name, typ in FACTS:
+        cols[name] = t[name].cast(typ) if name in t.column_names else pa.nulls(len(t), typ)
+    cols["added_at"] = pa.array([added_at] * len(t), pa.timestamp("s", tz="UTC"))
+    return pa.table(cols, schema=METADATA_SCHEMA)
+
+
+def skipped_table(skipped: list[tuple[str, str]]) -> pa.Table:
+    return pa.table(
+        {"path": [p for p, _ in skipped], "reason": [r for _, r in skipped]}, schema=SKIPPED_SCHEMA
+    )
+
+
+def read_skipped(path: Path) -> list[tuple[str, str]]:
+    t = pq.read_table(path)
+    return list(zip(t["path"].to_pylist(), t["reason"].to_pylist()))
 
 
 def open_metadata(path: Path) -> pq.ParquetFile:
@@ -227,7 +150,7 @@ def open_metadata(path: Path) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path, memory_map=True)
     except (OSError, pa.ArrowInvalid) as e:
-        raise IndexError_(f"{path}: cannot read metadata ({e})") from None
+        raise IndexDirError(f"{path}: cannot read metadata ({e})") from None
 
 
 def read_metadata(source: Path | pq.ParquetFile) -> pa.Table:
@@ -236,9 +159,8 @@ def read_metadata(source: Path | pq.ParquetFile) -> pa.Table:
     try:
         return f.read().cast(METADATA_SCHEMA)
     except (OSError, pa.ArrowInvalid, ValueError) as e:
-        raise IndexError_(
-            f"{source if isinstance(source, Path) else 'metadata'}: cannot read metadata ({e})"
-        ) from None
+        name = source if isinstance(source, Path) else "metadata"
+        raise IndexDirError(f"{name}: cannot read metadata ({e})") from None
 
 
 def read_metadata_rows(
@@ -264,11 +186,10 @@ def read_metadata_rows(
     pos = np.minimum(np.searchsorted(have, wanted), max(len(have) - 1, 0))
     found = pos[have[pos] == wanted] if len(have) else pos[:0]
     # A few runs of consecutive rows (a query's hits): zero-copy slices, because Table.take imports
-    # pyarrow.compute, 100 ms of a one-image query process. Many (a batch): take.
+    # pyarrow.compute, 30 ms of a one-image query process. Many (a batch): take.
     starts = np.flatnonzero(np.r_[True, np.diff(found) != 1]) if len(found) else found
     if len(starts) > SLICED_RUNS:
         return table.take(pa.array(found))
     ends = np.r_[starts[1:], len(found)]
-    return pa.concat_tables(
-        [table.slice(int(found[a]), int(b - a)) for a, b in zip(starts, ends)] or [table.slice(0, 0)]
-    )
+    slices = [table.slice(int(found[a]), int(b - a)) for a, b in zip(starts, ends)]
+    return pa.concat_tables(slices or [table.slice(0, 0)])

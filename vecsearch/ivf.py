@@ -1,4 +1,5 @@
-"""The FAISS index: choose its type from N, d and a memory budget; train, fill, tune, search, save, load.
+"""The FAISS index: choose its type from N, d and a memory budget; train, fill, tune, search, save,
+load.
 
 Every index is an IVF index, so ids, removal and memory-mapped loading work the same way for all:
 small collections get one list ("IVF1,Flat"), which scans everything and is exact. Larger ones get
@@ -14,11 +15,11 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 
 import faiss
 import numpy as np
 
+from .manifest import IndexSpec
 from .rerank import FACTORS, Vectors
 
 log = logging.getLogger(__name__)
@@ -27,26 +28,6 @@ log = logging.getLogger(__name__)
 EXACT_MAX = 20_000
 TARGET_RECALL = 0.95
 RECALL_K = 10
-
-
-@dataclass
-class IndexSpec:
-    """What was chosen and why; kept in the manifest."""
-
-    factory: str
-    nlist: int
-    nprobe: int = 1
-    recall_at_10: float | None = None
-    memory_budget: int | None = None
-    trained_on: int = 0  # vectors in the index when it was trained (retraining pays off far above)
-    rerank: int = 0  # PQ: candidates fetched per hit and re-ranked by exact distance (rerank.py); 0: none
-
-    @property
-    def exact(self) -> bool:
-        return self.nlist == 1 and self.factory.endswith(",Flat")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def parse_bytes(text: str | int | float | None) -> int | None:
@@ -151,26 +132,26 @@ def by_id(index: faiss.Index) -> Iterator[faiss.Index]:
         ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # a direct map would be saved with the index
 
 
-def reconstruct(index: faiss.Index, ids: Sequence[int], exact: Vectors | None = None) -> np.ndarray:
+def reconstruct(index: faiss.Index, ids: Sequence[int], rows: Vectors | None = None) -> np.ndarray:
     """The vectors of ``ids`` that searches measure distances to: the re-ranking rows where there
     are some, else decoded from the index's codes."""
-    if exact is not None:
-        return exact.get(np.asarray(ids, np.int64))
+    if rows is not None:
+        return rows.get(np.asarray(ids, np.int64))
     with by_id(index):
         return index.reconstruct_batch(np.asarray(ids, np.int64))
 
 
 def search(
-    index: faiss.Index, queries: np.ndarray, k: int, exact: Vectors | None = None
+    index: faiss.Index, queries: np.ndarray, k: int, rows: Vectors | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(distances, ids), both (q, k); missing hits have id -1. Distances are squared L2. With
-    ``exact`` (PQ indexes), exact.factor·k candidates are re-ranked by their exact distances."""
+    re-ranking ``rows`` (PQ indexes), rows.factor·k candidates are ordered by their exact distances."""
     k = max(1, min(int(k), max(index.ntotal, 1)))
     queries = np.ascontiguousarray(queries, np.float32)
-    if exact is None:
+    if rows is None:
         return index.search(queries, k)
-    _, ids = index.search(queries, min(k * exact.factor, max(index.ntotal, 1)))
-    return exact.rerank(queries, ids, k)
+    _, ids = index.search(queries, min(k * rows.factor, max(index.ntotal, 1)))
+    return rows.rerank(queries, ids, k)
 
 
 def tune_nprobe(
@@ -178,29 +159,29 @@ def tune_nprobe(
     queries: np.ndarray,
     ground_truth: np.ndarray,
     target: float = TARGET_RECALL,
-    exact: Vectors | None = None,
+    rows: Vectors | None = None,
 ) -> tuple[int, float]:
     """Smallest power-of-two nprobe whose recall@10 (after re-ranking, if any) against
-    ``ground_truth`` reaches ``target``. With ``exact``, ``exact.factor`` is raised (FACTORS) while
-    even a scan of every list falls short: then the PQ ranking, not the probing, is what misses."""
-    for factor in FACTORS if exact is not None else (None,):
-        if exact is not None:
-            exact.factor = factor
-        nprobe, recall = _tune_nprobe(index, queries, ground_truth, target, exact)
+    ``ground_truth`` reaches ``target``. With re-ranking ``rows``, ``rows.factor`` is raised (FACTORS)
+    while even a scan of every list falls short: then the PQ ranking, not the probing, is what misses."""
+    for factor in FACTORS if rows is not None else (None,):
+        if rows is not None:
+            rows.factor = factor
+        nprobe, recall = _tune_nprobe(index, queries, ground_truth, target, rows)
         if recall >= target:
             break
     return nprobe, recall
 
 
 def _tune_nprobe(
-    index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarray, target: float, exact: Vectors | None
+    index: faiss.Index, queries: np.ndarray, ground_truth: np.ndarray, target: float, rows: Vectors | None
 ) -> tuple[int, float]:
     ivf = faiss.extract_index_ivf(index)
     k = ground_truth.shape[1]
     nprobe, recall = 1, 0.0
     while True:
         ivf.nprobe = nprobe
-        _, found = search(index, queries, k, exact)
+        _, found = search(index, queries, k, rows)
         recall = float(
             np.mean(
                 [
@@ -214,12 +195,43 @@ def _tune_nprobe(
         nprobe = min(nprobe * 2, ivf.nlist)
 
 
-def exact_neighbours(queries: np.ndarray, chunks: Iterator[np.ndarray], k: int = RECALL_K) -> np.ndarray:
-    """Exact k-NN positions of ``queries`` among streamed database chunks, in bounded memory."""
-    from faiss.contrib.exhaustive_search import knn_ground_truth
+class ExactNeighbours:
+    """The exact k nearest ids of a few queries among vectors streamed past in batches (bounded
+    memory): the ground truth nprobe is tuned against, gathered while an index is filled."""
 
-    _, found = knn_ground_truth(np.ascontiguousarray(queries, np.float32), chunks, k)
-    return found
+    def __init__(self, queries: np.ndarray, k: int = RECALL_K):
+        self.queries = np.ascontiguousarray(queries, np.float32)
+        self.k = k
+        self.heap = faiss.ResultHeap(len(self.queries), k)
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        flat = faiss.IndexFlatL2(self.queries.shape[1])
+        flat.add(np.ascontiguousarray(vectors, np.float32))
+        d, pos = flat.search(self.queries, self.k)
+        self.heap.add_result(d, np.where(pos >= 0, np.asarray(ids, np.int64)[np.maximum(pos, 0)], -1))
+
+    def ids(self) -> np.ndarray:
+        """(queries, k) ids, nearest first."""
+        self.heap.finalize()
+        return self.heap.I
+
+
+def fill(
+    index: faiss.Index,
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    copy_to: np.ndarray | None = None,
+    truth: ExactNeighbours | None = None,
+) -> None:
+    """Add (ids, vectors) batches to the index; also to the re-ranking rows being written
+    (``copy_to``, from ``rerank.create``) and to the ground truth ``truth``, where given."""
+    for ids, vectors in batches:
+        add(index, vectors, ids)
+        if copy_to is not None:
+            copy_to[ids] = vectors
+        if truth is not None:
+            truth.add(vectors, ids)
+    if copy_to is not None:
+        copy_to.flush()
 
 
 def save(index: faiss.Index, path: str | os.PathLike) -> None:
