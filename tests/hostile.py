@@ -91,7 +91,11 @@ def make_corpus(folder: str | os.PathLike, photo: str | os.PathLike) -> dict[str
     bad_name = os.fsencode(str(folder)) + b"/not-utf8-\xff\xfe.jpg"
     with open(bad_name, "wb") as f:
         f.write(jpeg)
-    expect[os.fsdecode(b"not-utf8-\xff\xfe.jpg")] = "skip"
+    expect[os.fsdecode(b"not-utf8-\xff\xfe.jpg")] = "index"  # a Linux name is bytes: kept exactly
+    os.mkfifo(folder / "fifo.jpg")  # opening it for reading would wait for a writer for ever
+    expect["fifo.jpg"] = "skip"
+    os.symlink("/dev/zero", folder / "endless.jpg")  # reading it would never end
+    expect["endless.jpg"] = "skip"
     return expect
 
 

@@ -79,4 +79,4 @@ def test_errors_are_one_clean_line(tmp_path, built, examples, args, message):
 def test_help_describes_every_command():
     for cmd in ("build", "query", "info"):
         out = run(cmd, "--help").stdout
-        assert "--index" in out and "Default: 'indexes/default'" in out, out
+        assert "--index" in out and "default: indexes/default" in out, out

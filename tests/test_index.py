@@ -3,6 +3,7 @@ import pytest
 
 from vecsearch import ivf as vi
 from vecsearch import rerank
+from vecsearch.sizes import parse_bytes
 
 
 def _clustered(n, d, seed=0):
@@ -24,16 +25,16 @@ def exact_neighbours(queries, chunks):
 def test_choice_follows_size_and_memory_budget():
     assert vi.choose(1000, 832).exhaustive
     assert vi.choose(100_000, 832).factory.endswith(",Flat") and vi.choose(100_000, 832).nlist > 1
-    assert vi.choose(2_000_000, 832, vi.parse_bytes("4G")).factory.endswith(",SQ8")
-    assert vi.choose(2_000_000, 832, vi.parse_bytes("4G")).nlist == 2048
-    assert ",PQ" in vi.choose(2_000_000, 832, vi.parse_bytes("1G")).factory
+    assert vi.choose(2_000_000, 832, parse_bytes("4G")).factory.endswith(",SQ8")
+    assert vi.choose(2_000_000, 832, parse_bytes("4G")).nlist == 2048
+    assert ",PQ" in vi.choose(2_000_000, 832, parse_bytes("1G")).factory
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("budget, codes", [("3M", "SQ8"), ("1M", "PQ")])
 def test_compressed_indexes_take_ids_and_reach_their_recall(budget, codes, tmp_path):
     x = _clustered(21_000, 64)
-    spec = vi.choose(len(x), 64, vi.parse_bytes(budget))
+    spec = vi.choose(len(x), 64, parse_bytes(budget))
     assert codes in spec.factory
     index = vi.create(spec, 64, x[: vi.train_size(spec)])
     vi.add(index, x, np.arange(len(x)) + 10)
@@ -61,9 +62,9 @@ def test_compressed_indexes_take_ids_and_reach_their_recall(budget, codes, tmp_p
     assert vi.remove(index, [10, 11]) == 2 and index.ntotal == len(x) - 2
     vi.save(index, tmp_path / "c.faiss")
     assert vi.load(tmp_path / "c.faiss").ntotal == len(x) - 2
-    assert vi.parse_bytes("512M") == 512 * 2**20 and vi.parse_bytes("1.5GB") == int(1.5 * 2**30)
+    assert parse_bytes("512M") == 512 * 2**20 and parse_bytes("1.5GB") == int(1.5 * 2**30)
     with pytest.raises(ValueError, match="memory budget"):
-        vi.parse_bytes("lots")
+        parse_bytes("lots")
 
 
 def test_ivf_tuned_to_target_recall_with_arbitrary_ids(tmp_path):

@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vecsearch"
 #: Bottom to top (docs/architecture.md explains each one).
 LAYERS = [
     "files",
+    "sizes",
     "stages",
     "executors",
     "sources",
@@ -18,6 +19,7 @@ LAYERS = [
     "edits",
     "features",
     "manifest",
+    "pathnames",
     "vectors",
     "encoder",
     "workdir",
@@ -35,6 +37,9 @@ LAYERS = [
     "check",
     "report",
     "evaluate",
+    "arguments",
+    "output",
+    "commands",
     "cli",
     "__init__",
 ]

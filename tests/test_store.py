@@ -44,7 +44,7 @@ def test_damaged_index_gives_one_clear_error(copy, damage, message):
 
 def test_second_writer_is_refused(tmp_path):
     refused = pytest.raises(IndexDirError, match="another vecsearch process")
-    with store.writer_lock(tmp_path), refused, store.writer_lock(tmp_path):
+    with store.writer_lock(tmp_path, create=True), refused, store.writer_lock(tmp_path, create=True):
         pass
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ivf
+from . import ivf, pathnames
 from .search import Index
 
 BATCH = 1024
@@ -66,7 +66,7 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
     in_group = np.flatnonzero(sizes[label] > 1)
     by_label = in_group[np.argsort(label[in_group], kind="stable")]  # members, grouped, in one sort
     bounds = np.flatnonzero(np.r_[True, np.diff(label[by_label]) != 0, True])
-    paths = meta["path"].to_pylist()
+    names = pathnames.of(meta)
 
     def column(name: str) -> np.ndarray:  # vectors from other tools may lack file facts: 0
         return np.nan_to_num(meta[name].to_numpy(zero_copy_only=False).astype(np.float64)).astype(np.int64)
@@ -75,11 +75,11 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
     area = widths * heights
 
     def member(m: int, keep: bool, similarity: float) -> Member:
-        return Member(paths[m], int(ids[m]), keep, similarity, int(widths[m]), int(heights[m]), int(size[m]))
+        return Member(names[m], int(ids[m]), keep, similarity, int(widths[m]), int(heights[m]), int(size[m]))
 
     groups = []
     for a, b in itertools.pairwise(bounds):
-        members = np.array(sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], paths[m])))
+        members = np.array(sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], names[m])))
         vecs = vectors(ids[members])
         left = np.arange(len(members))
         while len(left) > 1:  # the best image left keeps what is near it; the rest is grouped again

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from .encoder import Encoder, EncoderConfig
 from .encoding import encode_batches, train_encoder
 from .files import replacing
-from .sources import Sources, scan, scan_images
+from .sources import Sources, scan_images
 from .stages import stage
 from .vectors import schema, table, vectors_of
 
@@ -38,9 +38,10 @@ def embed(
 
     Returns the vector table, or with ``out`` writes it as Parquet in batches (bounded memory) and
     returns the path. Rows keep scan order; unreadable files get a null vector and an ``error``.
+    Sources that hold no image at all are refused (``NoImagesError``), as a build refuses them.
     """
     enc = encoder if isinstance(encoder, Encoder) else Encoder.load(encoder)
-    paths, problems = scan(sources, quiet)
+    paths, problems = scan_images(sources, quiet)
     starts = range(0, len(paths), batch_size)
     tasks = ((i, list(paths[s : s + batch_size])) for i, s in enumerate(starts))
     with stage("embed", len(paths), quiet=quiet) as st:

@@ -233,21 +233,31 @@ class Encoder:
     def encode(self, images: Iterable[ImageInput] | ImageInput) -> np.ndarray:
         """Encode paths, encoded bytes or decoded arrays (BGR, as OpenCV) → (n, dim) float32.
 
-        Raises ImageError naming the first input that cannot be decoded; use ``encode_files`` to skip
-        bad files instead.
+        Raises ImageError naming the first input that cannot be decoded; ``encode_each`` encodes
+        the others instead, ``encode_files`` skips bad files and reports them.
         """
+        vectors, errors = self.encode_each(images)
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise ImageError(first)
+        return vectors
+
+    def encode_each(self, images: Iterable[ImageInput] | ImageInput) -> tuple[np.ndarray, list[str | None]]:
+        """The vectors of the inputs that can be decoded, in order, and for each input None or why
+        it cannot be ("x.jpg: empty file", "input 3: not a recognised image format")."""
         if isinstance(images, (str, os.PathLike, bytes, np.ndarray)) and not (
             isinstance(images, np.ndarray) and images.dtype == object
         ):
             images = [images]
-        feats = []
+        feats, errors = [], []
         for i, image in enumerate(images):
             try:
                 feats.append(extract(to_pixels(image, self.config.max_side), self.config))
+                errors.append(None)
             except ImageError as e:
                 name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"input {i}"
-                raise ImageError(f"{name}: {e}") from None
-        return self.encode_features(feats)
+                errors.append(f"{name}: {e}")
+        return self.encode_features(feats), errors
 
     def encode_files(self, paths: Sequence[str], derive: Derive | None = None) -> EncodedFiles:
         """Encode files, skipping (and reporting) the ones that cannot be read or decoded.

@@ -38,6 +38,7 @@ def train_encoder(
         ):
             feats[number] = f
             st.update(min(TRAIN_BATCH, len(sample) - TRAIN_BATCH * number))
+        st.describe("fitting the vocabulary and the PCA")
         return Encoder.fit_features([f for k in sorted(feats) for f in feats[k]], config)
 
 

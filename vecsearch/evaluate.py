@@ -180,13 +180,13 @@ def calibration_spread(
     """ECE of the same hits (``top10`` = distances, relevant) under calibrations refitted on other
     random draws of sources and edits (the build used seed 0): how much the stated percentages
     depend on which images the calibration happened to draw."""
-    from . import ivf
+    from . import ivf, pathnames
     from .calibrate import fit_calibration
     from .search import open_index
 
     ix = open_index(index_dir)
     meta = ix.metadata()
-    items = list(zip(meta["id"].to_pylist(), meta["path"].to_pylist()))
+    items = list(zip(meta["id"].to_pylist(), pathnames.of(meta)))
     full = ivf.load(ix.version.file("index"), mmap=False)
     distance, relevant = top10
     eces = []

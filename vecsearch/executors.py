@@ -15,6 +15,7 @@ import functools
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -30,7 +31,7 @@ _shared: Any = None
 DIED = (BrokenProcessPool, BrokenPipeError, EOFError)
 
 
-def _init_worker(shared: Any) -> None:
+def _init_worker(shared: Any, parent: int) -> None:
     global _shared
     import cv2
     from threadpoolctl import threadpool_limits
@@ -40,6 +41,38 @@ def _init_worker(shared: Any) -> None:
     cv2.setNumThreads(1)
     threadpool_limits(1)
     _shared = shared
+    _end_with(parent)
+
+
+def _end_with(parent: int) -> None:
+    """Exit when the process that made the pool exits, however it dies. Workers are children of the
+    forkserver, not of that process, and would otherwise wait on their task queue for ever after a
+    SIGKILL (the OOM killer), keeping the resource tracker alive too."""
+    import select
+    import threading
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(parent)
+        except (AttributeError, OSError):  # no pidfd (old kernel or not Linux): poll
+            while _alive(parent):
+                time.sleep(1.0)
+        else:
+            select.select([fd], [], [])  # readable once the process has exited
+        os._exit(1)
+
+    if _alive(parent):
+        threading.Thread(target=watch, name="vecsearch-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _in_worker(work: Work, task: Task) -> tuple[int, Any]:
@@ -94,7 +127,9 @@ def _pool(work: Work, shared: Any, workers: int) -> ProcessPoolExecutor:
     # Workers fork from a server that has imported the work's modules once: a pool starts in ~60 ms,
     # not ~450. (The preload of the server's first start holds for the life of this process.)
     ctx.set_forkserver_preload([m for m in _modules(work) if m.startswith("vecsearch.")])
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,))
+    return ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(shared, os.getpid())
+    )
 
 
 def _run_pool(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from PIL import Image, ImageOps
 
 #: Larger images are refused unread: a decoded 100-megapixel RGB image is already 300 MB.
 MAX_PIXELS = 100_000_000
+#: Larger files are refused: no image within MAX_PIXELS needs more (100 MP of 16-bit RGBA is 800 MB),
+#: and a file that keeps growing is not read without end.
+MAX_FILE_BYTES = 1 << 30
 
 ImageInput = str | os.PathLike | bytes | np.ndarray
 
@@ -97,10 +101,22 @@ def decode(data: bytes, max_side: int) -> tuple[np.ndarray, int, int]:
     return fit_size(pixels, max_side), width, height
 
 
-def read_file(path: str | os.PathLike) -> bytes:
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def read_file(path: str | os.PathLike) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file, and its stat. Anything else (a FIFO, a socket, a device, a file
+    larger than MAX_FILE_BYTES) is refused without blocking: opening is non-blocking and the read
+    is bounded."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except IsADirectoryError:
         raise ImageError("is a directory") from None
     except FileNotFoundError:
@@ -109,15 +125,26 @@ def read_file(path: str | os.PathLike) -> bytes:
         raise ImageError("permission denied") from None
     except OSError as e:
         raise ImageError(f"cannot read: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError("is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{_kind(st.st_mode)}, not a regular file: skipped")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ImageError(f"too large for an image ({st.st_size:,} bytes, limit {MAX_FILE_BYTES:,})")
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise ImageError(f"cannot read: {e.strerror or e}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"grew past {MAX_FILE_BYTES:,} bytes while being read")
+    return data, st
 
 
 def load(path: str | os.PathLike, max_side: int) -> tuple[np.ndarray, FileInfo]:
     """Read, hash and decode one file; raises ImageError with a short reason."""
-    data = read_file(path)
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise ImageError(f"cannot stat: {e.strerror}") from None
+    data, st = read_file(path)
     pixels, width, height = decode(data, max_side)
     info = FileInfo(os.fspath(path), len(data), st.st_mtime, hashlib.sha1(data).hexdigest(), width, height)
     return pixels, info
@@ -149,4 +176,4 @@ def to_pixels(image: ImageInput, max_side: int) -> np.ndarray:
         return fit_size(np.ascontiguousarray(a), max_side)
     if isinstance(image, (bytes, bytearray, memoryview)):
         return decode(bytes(image), max_side)[0]
-    return decode(read_file(image), max_side)[0]
+    return decode(read_file(image)[0], max_side)[0]

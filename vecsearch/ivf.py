@@ -13,7 +13,6 @@ import contextlib
 import logging
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 
 import faiss
@@ -28,19 +27,6 @@ log = logging.getLogger(__name__)
 EXACT_MAX = 20_000
 TARGET_RECALL = 0.95
 RECALL_K = 10
-
-
-def parse_bytes(text: str | int | float | None) -> int | None:
-    """'4G', '512M', '1.5GB', 1000000 → bytes."""
-    if text is None or text == "":
-        return None
-    if isinstance(text, (int, float)):
-        return int(text)
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgGtT]?)[iI]?[bB]?\s*", str(text))
-    if not m:
-        raise ValueError(f"memory budget {text!r} is not a size like 512M or 4G")
-    unit = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
-    return int(float(m.group(1)) * unit)
 
 
 def _pq_codes(d: int, n: int, budget: int) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 FORMAT = 1
 MANIFEST = "manifest.json"
 ENCODER_FILE = "encoder.npz"
+WORK = ".build"  # the work directory of an unfinished build or add (workdir.py)
 
 
 class IndexDirError(RuntimeError):
@@ -139,7 +140,14 @@ def read_version(root: str | os.PathLike) -> Version:
     path = root / MANIFEST
     if not root.exists():
         raise IndexDirError(f"{root}: no index here (build one with 'vecsearch build SOURCE --index {root}')")
+    if not root.is_dir():
+        raise IndexDirError(f"{root}: is a file, not an index directory")
     if not path.is_file():
+        if (root / WORK).is_dir():
+            raise IndexDirError(
+                f"{root}: no version committed yet: a build is running here, or was interrupted "
+                "(the same build command, run again, resumes it)"
+            )
         raise IndexDirError(f"{root}: not a vecsearch index (no {MANIFEST})")
     try:
         raw = json.loads(path.read_text())

@@ -11,6 +11,7 @@ depend on interruptions or on the order in which workers finished.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -19,36 +20,49 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import ivf, rerank, steps, store
+from . import ivf, pathnames, rerank, steps, store
 from .calibrate import copy_plan, fit_calibration
 from .calibration import Calibration
 from .encoder import Encoder, EncoderConfig
 from .encoding import train_encoder
 from .manifest import MANIFEST, IndexDirError, Version, read_version
-from .search import Index, open_index
+from .search import Index, encoder_outgrown, open_index
+from .sizes import parse_bytes
 from .sources import NoImagesError, Sources, as_list, scan_images, vector_files
 from .vectors import Inventory, VectorFiles, check_files
 from .workdir import WorkDir, key
+
+log = logging.getLogger(__name__)
+
+
+def n_images(n: int) -> str:
+    return f"{n} image{'' if n == 1 else 's'}"
 
 
 @dataclass
 class BuildReport:
     """What one build or add did."""
 
-    indexed: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    indexed: int = 0  # images encoded and indexed (for an add: the new and the updated ones)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # the files this job could not index
     seconds: float = 0.0
+    updated: int = 0  # of those indexed, files whose older entry they replaced
+    committed: bool = True  # False: the job found nothing to change and made no new version
 
-    def summary(self) -> str:
-        reasons: dict[str, int] = {}
+    def reasons(self) -> str:
+        """The skipped files counted by reason: "2 empty file, 1 not a recognised image format"."""
+        counts: dict[str, int] = {}
         for _, r in self.skipped:
             why = r.split(":")[0].split("(")[0].strip()
-            reasons[why] = reasons.get(why, 0) + 1
-        why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
-        rate = self.indexed / self.seconds if self.seconds else 0.0
+            counts[why] = counts.get(why, 0) + 1
+        return ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda x: -x[1]))
+
+    def summary(self) -> str:
+        why = self.reasons()
+        rate = f" ({self.indexed / self.seconds:.1f} images/s)" if self.indexed and self.seconds else ""
         return (
-            f"indexed {self.indexed} images, skipped {len(self.skipped)}{f' ({why})' if why else ''} "
-            f"in {self.seconds:.1f}s ({rate:.1f} images/s)"
+            f"indexed {n_images(self.indexed)}, skipped {len(self.skipped)}{f' ({why})' if why else ''} "
+            f"in {self.seconds:.1f}s{rate}"
         )
 
 
@@ -59,6 +73,7 @@ def build(
     vectors: Sources = None,
     encoder: str | os.PathLike | Encoder | None = None,
     retrain: bool = False,
+    keep_encoder: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
     batch_size: int = 64,
@@ -70,33 +85,44 @@ def build(
 
     Or, with ``vectors`` (Parquet files written by ``embed`` or any tool, columns path and vector),
     index precomputed vectors; ``encoder`` must then be the encoder that made them. The encoder is,
-    in order: the one given; the existing index's (unless ``retrain``); or one trained on a sample
-    of the sources. ``workers=0`` encodes in this process, ``None`` uses every core; ``scheduler``
-    (``tcp://host:8786`` or a ``distributed.Client``) encodes on a Dask cluster. Started again after
-    an interruption with the same sources, it resumes. Returns the opened ``Index``.
+    in order: the one given; the existing index's, unless ``retrain`` or unless it was trained on
+    far fewer images than the collection now has (``keep_encoder`` keeps it even then); or one
+    trained on a sample of the sources. ``workers=0`` encodes in this process, ``None`` uses every
+    core; ``scheduler`` (``tcp://host:8786`` or a ``distributed.Client``) encodes on a Dask cluster.
+    Started again after an interruption with the same sources, it resumes. Returns the opened
+    ``Index``.
     """
     t0 = time.time()
     root = Path(index).expanduser()
-    budget = ivf.parse_bytes(memory_budget)
+    budget = parse_bytes(memory_budget)
     run = steps.Executor(workers, scheduler, batch_size)
     given = vector_files(vectors) if vectors is not None else []
     if not given and not as_list(sources):
         raise ValueError("give the images to index (SOURCE…) or precomputed --vectors")
-    with store.writer_lock(root):
+    if retrain and keep_encoder:
+        raise ValueError("retrain and keep_encoder contradict each other: give one of them")
+    with store.writer_lock(root, create=True):
         previous = read_version(root) if (root / MANIFEST).exists() else None
         job = steps.Job(root, previous, run, quiet)
-        enc = _resolve_encoder(encoder, previous, retrain, given)
         if given:
+            enc = _given_encoder(encoder)
+            if enc is None:
+                raise ValueError(
+                    "building from --vectors needs the encoder that made them: "
+                    "give --encoder (an encoder file or index directory)"
+                )
             got = _vector_input(given, enc, first_id=0)
         else:
-            enc, got = _image_input(job, sources, enc, config or EncoderConfig())
+            paths, skipped = scan_images(sources, quiet)
+            enc = _given_encoder(encoder) or _previous_encoder(previous, retrain, keep_encoder, len(paths))
+            enc, got = _image_input(job, paths, skipped, enc, config or EncoderConfig())
         faiss_index, spec, meta, rows = steps.index(
             job, got.files, len(got.inventory), got.n_ids, enc.dim, budget
         )
         if not len(meta):
             why = "; ".join(f"{p}: {r}" for p, r in got.skipped[:3])
             raise NoImagesError(f"none of the {got.n_ids} files could be read as an image ({why})")
-        items = list(zip(meta["id"].to_pylist(), meta["path"].to_pylist()))
+        items = list(zip(meta["id"].to_pylist(), pathnames.of(meta)))
         copies = got.inventory.derived
         cal = fit_calibration(
             enc,
@@ -133,7 +159,8 @@ def add(
 
     Files whose path, size and modification time match the index are skipped; changed ones are
     re-encoded and replace their old entry. The index's own encoder is used, so vectors stay
-    comparable. Like ``build``, an interrupted add resumes when run again.
+    comparable. Like ``build``, an interrupted add resumes when run again. An add that finds nothing
+    new makes no new version (its report says ``committed=False``).
     """
     t0 = time.time()
     root = Path(index).expanduser()
@@ -148,10 +175,14 @@ def add(
         first = max(previous.manifest.counts.max_id, int(old_ids.max()) if len(old_ids) else -1) + 1
         if given:
             got = _vector_input(given, enc, first)
-            todo = got.inventory.paths.to_pylist()
+            todo = got.inventory.paths
+            if not todo and not got.skipped:
+                return _opened(root, BuildReport(0, [], time.time() - t0, committed=False))
         else:
             paths, skipped = scan_images(sources, quiet)
             todo = _changed(paths, old)
+            if not todo:
+                return _opened(root, BuildReport(0, skipped, time.time() - t0, committed=False))
             work = WorkDir(root, key("add", todo, f"{enc.fingerprint()}:{previous.number}"))
             got = _Input(steps.encode(job, work, enc, todo, first), skipped, len(todo), work)
         faiss_index = _load_for_update(previous)
@@ -162,23 +193,25 @@ def add(
             rerank_file = job.next_file("rerank", ".npy")
             copy_to = rerank.create(rerank_file, first + len(todo), enc.dim, previous.file("rerank"))
         new_meta = steps.fill(job, faiss_index, got.files, len(got.inventory), copy_to)
-        meta = pa.concat_tables([_without(old, replaced), new_meta]).sort_by("id")
+        meta = store.join_metadata([_without(old, replaced), new_meta])
         retried = set(todo)
         before = [(p, r) for p, r in store.read_skipped(previous.file("skipped")) if p not in retried]
         cal = Calibration.load(previous.file("calibration"))
-        new = steps.NewVersion(
-            enc, faiss_index, previous.manifest.index, meta, cal, before + got.skipped, rerank_file
+        spec = previous.manifest.index
+        steps.commit(
+            job, steps.NewVersion(enc, faiss_index, spec, meta, cal, before + got.skipped, rerank_file)
         )
-        steps.commit(job, new)
         if got.work:
             got.work.remove()
-    return _opened(root, BuildReport(len(new_meta), new.skipped, time.time() - t0))
+    updated = len(set(_ids_of(old, pathnames.of(new_meta))))
+    return _opened(root, BuildReport(len(new_meta), got.skipped, time.time() - t0, updated))
 
 
 def remove(paths: Sources, index: str | os.PathLike, *, missing: bool = False, quiet: bool = False) -> int:
     """Remove images from an index by path (a folder removes everything under it), as one new version.
 
-    With ``missing``, also every indexed file that no longer exists. Returns how many were removed.
+    With ``missing``, also every indexed file that no longer exists. Returns how many were removed;
+    when that is none, no new version is made.
     """
     root = Path(index).expanduser()
     targets = {os.path.abspath(os.path.expanduser(p)) for p in as_list(paths)}
@@ -192,7 +225,7 @@ def remove(paths: Sources, index: str | os.PathLike, *, missing: bool = False, q
     with store.writer_lock(root):
         previous = read_version(root)
         meta = store.read_metadata(previous.file("metadata"))
-        indexed = zip(meta["id"].to_pylist(), meta["path"].to_pylist())
+        indexed = zip(meta["id"].to_pylist(), pathnames.of(meta))
         gone = [i for i, p in indexed if chosen(p) or (missing and not os.path.lexists(p))]
         if not gone:
             return 0
@@ -224,12 +257,17 @@ class _Input:
         self.skipped = self.skipped + self.inventory.skipped
 
 
-def _image_input(job: steps.Job, sources: Sources, enc: Encoder | None, config: EncoderConfig):
-    """Scan the sources, train an encoder if there is none yet, and encode (resumably)."""
-    paths, skipped = scan_images(sources, job.quiet)
-    work = WorkDir(
-        job.root, key("build", paths, enc.fingerprint() if enc is not None else f"train:{config.to_json()}")
-    )
+def _image_input(
+    job: steps.Job,
+    paths: list[str],
+    skipped: list[tuple[str, str]],
+    enc: Encoder | None,
+    config: EncoderConfig,
+) -> tuple[Encoder, _Input]:
+    """Train an encoder if there is none yet (or take the one an interrupted run trained), then
+    encode, resumably."""
+    made_by = enc.fingerprint() if enc is not None else f"train:{config.to_json()}"
+    work = WorkDir(job.root, key("build", paths, made_by))
     if enc is None and work.encoder_path.exists():
         enc = Encoder.load(work.encoder_path)
     elif enc is None:
@@ -240,11 +278,9 @@ def _image_input(job: steps.Job, sources: Sources, enc: Encoder | None, config: 
 
 def _vector_input(files: list[Path], enc: Encoder, first_id: int) -> _Input:
     """Vector files as the input of a job, checked first."""
-    import pyarrow.compute as pc
-
     check_files(files, enc)
     got = _Input(VectorFiles(files, first_id), [], 0)
-    if pc.count_distinct(got.inventory.paths).as_py() != len(got.inventory):
+    if len(set(got.inventory.paths)) != len(got.inventory):
         raise ValueError(f"{files[0]}: the same path appears more than once")
     got.n_ids = len(got.inventory)
     return got
@@ -253,26 +289,29 @@ def _vector_input(files: list[Path], enc: Encoder, first_id: int) -> _Input:
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-def _resolve_encoder(
-    encoder, previous: Version | None, retrain: bool, vector_files: Sequence[Path]
-) -> Encoder | None:
-    if isinstance(encoder, (str, os.PathLike)):
-        return Encoder.load(encoder)
-    if encoder is not None:
-        return encoder
-    if previous is not None and not retrain:
-        return Encoder.load(previous.file("encoder"))
-    if vector_files:
-        raise ValueError(
-            "building from --vectors needs the encoder that made them: "
-            "give --encoder (an encoder file or index directory)"
+def _given_encoder(encoder: str | os.PathLike | Encoder | None) -> Encoder | None:
+    return Encoder.load(encoder) if isinstance(encoder, (str, os.PathLike)) else encoder
+
+
+def _previous_encoder(previous: Version | None, retrain: bool, keep: bool, n: int) -> Encoder | None:
+    """The existing index's encoder, unless it is to be retrained (then None)."""
+    if previous is None or retrain:
+        return None
+    trained = previous.manifest.encoder_trained_on
+    if not keep and encoder_outgrown(previous.manifest, n):
+        log.warning(
+            "retraining the encoder: the index's was trained on %s, the collection now has %s "
+            "(keep_encoder / --keep-encoder keeps it)",
+            n_images(trained or 0),
+            n_images(n),
         )
-    return None
+        return None
+    return Encoder.load(previous.file("encoder"))
 
 
 def _changed(paths: Sequence[str], old: pa.Table) -> list[str]:
     """The paths that are new, or whose size or modification time differ from what the index recorded."""
-    recorded = dict(zip(old["path"].to_pylist(), zip(old["bytes"].to_pylist(), old["mtime"].to_pylist())))
+    recorded = dict(zip(pathnames.of(old), zip(old["bytes"].to_pylist(), old["mtime"].to_pylist())))
     out = []
     for p in paths:
         row = recorded.get(p)
@@ -280,7 +319,7 @@ def _changed(paths: Sequence[str], old: pa.Table) -> list[str]:
             st = os.stat(p) if row is not None else None
         except OSError:
             st = None  # let the encoder report why it cannot be read
-        if st is None or st.st_size != row[0] or abs(st.st_mtime - row[1]) > 1e-6:
+        if st is None or st.st_size != row[0] or row[1] is None or abs(st.st_mtime - row[1]) > 1e-6:
             out.append(p)
     return out
 
@@ -288,7 +327,7 @@ def _changed(paths: Sequence[str], old: pa.Table) -> list[str]:
 def _ids_of(meta: pa.Table, paths: Sequence[str]) -> list[int]:
     """The ids of the metadata rows of ``paths`` (those indexed)."""
     wanted = set(paths)
-    return [i for i, p in zip(meta["id"].to_pylist(), meta["path"].to_pylist()) if p in wanted]
+    return [i for i, p in zip(meta["id"].to_pylist(), pathnames.of(meta)) if p in wanted]
 
 
 def _without(meta: pa.Table, ids: Sequence[int]) -> pa.Table:
@@ -301,9 +340,8 @@ def _load_for_update(previous: Version):
     try:
         return ivf.load(previous.file("index"), mmap=False)
     except RuntimeError as e:
-        raise IndexDirError(
-            f"{previous.file('index')}: damaged FAISS index ({str(e).splitlines()[0][:200]})"
-        ) from None
+        first = str(e).splitlines()[0][:200]
+        raise IndexDirError(f"{previous.file('index')}: damaged FAISS index ({first})") from None
 
 
 def _opened(root: Path, report: BuildReport) -> Index:

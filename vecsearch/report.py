@@ -1,7 +1,8 @@
 """Self-contained HTML pages of results: query and hits (or duplicate groups) as thumbnail grids.
 
 Thumbnails are small JPEG data URIs, so a page still works when moved or mailed. Every text that
-comes from a file name goes through ``html.escape``: a name like ``<script>.jpg`` is shown, never run.
+comes from a file name goes through ``text``: a name like ``<script>.jpg`` is shown, never run, and
+bytes of a name that are not UTF-8 are shown as ``\\xNN`` (the link to the file keeps them exactly).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import cv2
 
+from . import pathnames
 from .files import write_bytes
 from .images import ImageError, ImageInput, to_pixels
 
@@ -51,16 +53,19 @@ def _link(path: str) -> str:
         return "#"
 
 
+def text(name: str) -> str:
+    """A file name as HTML text."""
+    return html.escape(pathnames.shown(name))
+
+
 def figure(path: str, caption: str, css: str = "", shown: str | None = None) -> str:
     uri = thumbnail(path)
     img = (
-        f'<img src="{uri}" alt="{html.escape(shown or path)}">'
-        if uri
-        else '<div class="missing">not readable</div>'
+        f'<img src="{uri}" alt="{text(shown or path)}">' if uri else '<div class="missing">not readable</div>'
     )
     return (
         f'<figure class="{css}"><a href="{html.escape(_link(path))}">{img}</a>'
-        f"<figcaption>{caption}<br>{html.escape(shown or path)}</figcaption></figure>"
+        f"<figcaption>{caption}<br>{text(shown or path)}</figcaption></figure>"
     )
 
 
@@ -72,7 +77,7 @@ def page(title: str, body: Iterable[str]) -> str:
 
 
 def write(path: str | os.PathLike, content: str) -> Path:
-    return write_bytes(Path(path).expanduser(), content.encode("utf-8", "surrogateescape"))
+    return write_bytes(Path(path).expanduser(), content.encode())
 
 
 def results_page(sections: Sequence[tuple[str, list]], shown=lambda p: p) -> str:
@@ -84,7 +89,7 @@ def results_page(sections: Sequence[tuple[str, list]], shown=lambda p: p) -> str
             figure(h.path, f'<span class="pct">{h.similarity:.1f}%</span> · #{h.rank}', shown=shown(h.path))
             for h in hits
         ]
-        body.append(f'<h2>{html.escape(shown(query))}</h2><div class="grid">{"".join(parts)}</div>')
+        body.append(f'<h2>{text(shown(query))}</h2><div class="grid">{"".join(parts)}</div>')
     return page(f"vecsearch: {len(sections)} {'query' if len(sections) == 1 else 'queries'}", body)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,25 @@ class Hit:
     similarity: float
     distance: float
     rank: int = 1
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to one query: its hits, best first, or the reason it could not be read."""
+
+    hits: list[Hit]
+    error: str | None = None
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class Index:
@@ -67,7 +86,7 @@ class Index:
         metadata_path = version.file("metadata")
         if not metadata_path.is_file():
             raise IndexDirError(f"{metadata_path}: metadata file is missing")
-        self._metadata = store.open_metadata(metadata_path)  # open now: a later commit may delete the file
+        self._metadata = store.Metadata(metadata_path)  # open now: a later commit may delete the file
         if self.faiss.d != self.encoder.dim:
             raise IndexDirError(
                 f"{version.file('index')}: dimension {self.faiss.d} does not match "
@@ -106,16 +125,28 @@ class Index:
         min_similarity: float | None = None,
         batch_size: int = 256,
     ) -> list[list[Hit]]:
-        """One hit list per query; queries are encoded and searched in batches."""
+        """One hit list per query; queries are encoded and searched in batches. An unreadable query
+        raises ImageError (``search_each`` answers the others)."""
+        _check_k(k, min_similarity)
         out: list[list[Hit]] = []
-        batch: list[ImageInput] = []
-        for q in queries:
-            batch.append(q)
-            if len(batch) >= batch_size:
-                out += self.search_vectors(self.encoder.encode(batch), k, min_similarity)
-                batch = []
-        if batch:
+        for batch in _chunks(queries, batch_size):
             out += self.search_vectors(self.encoder.encode(batch), k, min_similarity)
+        return out
+
+    def search_each(
+        self,
+        queries: Iterable[ImageInput],
+        k: int = 10,
+        min_similarity: float | None = None,
+        batch_size: int = 256,
+    ) -> list[Answer]:
+        """One Answer per query, in order: its hits, or why the query could not be read."""
+        _check_k(k, min_similarity)
+        out: list[Answer] = []
+        for batch in _chunks(queries, batch_size):
+            vectors, errors = self.encoder.encode_each(batch)
+            found = iter(self.search_vectors(vectors, k, min_similarity) if len(vectors) else [])
+            out += [Answer(next(found)) if e is None else Answer([], e) for e in errors]
         return out
 
     def search_vectors(
@@ -129,7 +160,7 @@ class Index:
         dist, ids = ivf.search(self.faiss, vectors, k, self.rerank_rows)
         sim = self.calibration.percent(dist)
         keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
-        paths = self._paths(ids[keep])
+        paths = self._metadata.paths(ids[keep])
         return [
             [
                 Hit(int(i), paths[int(i)], float(s), float(d), r + 1)
@@ -140,23 +171,15 @@ class Index:
         ]
 
     # ---- metadata --------------------------------------------------------------------------
-    def _paths(self, ids: np.ndarray) -> dict[int, str]:
-        if not len(ids):
-            return {}
-        t = store.read_metadata_rows(self._metadata, ids, ["id", "path"])
-        return dict(zip(t["id"].to_pylist(), t["path"].to_pylist()))
-
     def metadata(self, ids: Sequence[int] | None = None) -> pa.Table:
         """Metadata rows (all, or those of ``ids``) as an Arrow table."""
         if ids is None:
-            return store.read_metadata(self._metadata)
-        return store.read_metadata_rows(self._metadata, np.asarray(ids))
+            return self._metadata.read()
+        return self._metadata.rows(np.asarray(ids))
 
     def skipped(self) -> pa.Table:
-        """Files the builds could not index, with the reason for each."""
-        import pyarrow.parquet as pq
-
-        return pq.read_table(self.version.file("skipped"))
+        """Files the builds could not index: path, reason (and ``path_bytes``, see ``pathnames.py``)."""
+        return store.read_skipped_table(self.version.file("skipped"))
 
     def info(self) -> dict:
         """What the manifest says, in a form fit for printing or JSON."""
@@ -181,6 +204,14 @@ class Index:
 
 #: Growth past which the encoder sample or the IVF lists no longer represent the collection well.
 GROWTH = 4
+
+
+def encoder_outgrown(manifest: Manifest, n: int) -> bool:
+    """Whether the encoder saw so few images (GROWTH times fewer than ``n``, and fewer than a full
+    training sample) that a build of ``n`` images should train a new one."""
+    trained = manifest.encoder_trained_on or 0
+    sample = int(manifest.encoder.config.get("train_images", 1000))
+    return bool(trained) and n > GROWTH * trained and trained < sample
 
 
 def retrain_advice(manifest: Manifest, n: int) -> str | None:

@@ -89,14 +89,6 @@ def iter_image_paths(
             if key in seen:
                 continue
             seen.add(key)
-            try:
-                key.encode("utf-8")
-            except UnicodeEncodeError:
-                shown = os.fsencode(key).decode("utf-8", "backslashreplace")
-                problems.append(
-                    ScanProblem(shown, "file name is not valid UTF-8 (rename the file to index it)")
-                )
-                continue
             yield key
 
 

@@ -44,9 +44,16 @@ class Stage:
         self.bar.update(n)
 
     def resume(self, n: int) -> None:
-        """``n`` items that an earlier run already did."""
+        """``n`` items that an earlier, interrupted run already did (said at once in the log)."""
+        if n:
+            total = f" of {self.bar.total}" if self.bar.total else ""
+            log.info("%s: resuming: %d%s %s were done by an earlier run", self.name, n, total, self.unit)
         self.resumed += n
         self.bar.update(n)
+
+    def describe(self, what: str) -> None:
+        """Say on the bar what the stage is doing now (a step the count does not show)."""
+        self.bar.set_description_str(f"{self.name}: {what}")
 
     @property
     def seconds(self) -> float:
@@ -54,7 +61,9 @@ class Stage:
 
     def summary(self) -> str:
         s = self.seconds
-        rate = f", {self.done / s:.0f} {self.unit}/s" if s > 0 and self.done else ""
+        rate = (
+            f", {self.done / s:.0f} {self.unit}/s" if s >= 1 and self.done else ""
+        )  # a shorter one is noise
         resumed = f" (and {self.resumed} from an earlier run)" if self.resumed else ""
         return f"{self.name}: {self.done} {self.unit}{resumed} in {s:.1f} s{rate}"
 

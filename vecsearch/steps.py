@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import ivf, rerank, store
+from . import ivf, pathnames, rerank, store
 from .calibration import Calibration
 from .encoder import Derive, Encoder
 from .encoding import encode_batches
@@ -133,18 +133,18 @@ def index(job: Job, files: VectorFiles, n: int, n_ids: int, d: int, budget: int 
 def fill(job: Job, faiss_index, files: VectorFiles, n: int, copy_to=None, truth=None) -> pa.Table:
     """Add every good row of the vector files under its id (see ``ivf.fill``); their metadata rows."""
     added_at = int(time.time())
-    parts = [store.METADATA_SCHEMA.empty_table()]
+    parts = []
     with stage("index", n, quiet=job.quiet) as st:
 
         def batches():
-            for t in files.batches(["path", *(name for name, _ in FACTS)]):
+            for t in files.batches(["path", pathnames.BYTES, *(name for name, _ in FACTS)]):
                 if len(t):
                     parts.append(store.metadata_rows(t, added_at))
                     st.update(len(t))
                     yield t["id"].to_numpy(), vectors_of(t)
 
         ivf.fill(faiss_index, batches(), copy_to, truth)
-    return pa.concat_tables(parts).sort_by("id")
+    return store.join_metadata(parts)
 
 
 def commit(job: Job, new: NewVersion) -> Version:

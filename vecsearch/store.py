@@ -23,8 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import pathnames
 from .files import fsync, sha256, write_bytes
-from .manifest import MANIFEST, FileEntry, IndexDirError, Manifest, Version
+from .manifest import MANIFEST, WORK, FileEntry, IndexDirError, Manifest, Version, read_version
+from .pathnames import BYTES
 from .vectors import FACTS
 
 LOCK = ".lock"
@@ -73,9 +75,22 @@ def now() -> str:
 
 
 @contextlib.contextmanager
-def writer_lock(root: Path) -> Iterator[None]:
-    """One writer per index directory; a second one is refused at once with a clear message."""
-    root.mkdir(parents=True, exist_ok=True)
+def writer_lock(root: Path, create: bool = False) -> Iterator[None]:
+    """One writer per index directory; a second one is refused at once with a clear message.
+
+    Only a build may create the directory (``create``). If it then fails before anything worth
+    keeping is there (a version, or work to resume), the folders it made are removed again.
+    """
+    if root.exists() and not root.is_dir():
+        raise IndexDirError(f"{root}: is a file, not an index directory")
+    if not create:
+        read_version(root)  # refuses a missing or unfinished index before the lock file is made
+    made = None
+    if not root.exists():
+        made = root
+        while not made.parent.exists():
+            made = made.parent
+        root.mkdir(parents=True)
     fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -87,8 +102,29 @@ def writer_lock(root: Path) -> Iterator[None]:
                 ) from None
             raise
         yield
+    except BaseException:
+        if made is not None:
+            _remove_unused(root, made)
+        raise
     finally:
         os.close(fd)
+
+
+def _remove_unused(root: Path, top: Path) -> None:
+    """Remove the lock and empty folders from ``root`` up to ``top``, unless work was kept."""
+    with contextlib.suppress(OSError):
+        (root / WORK).rmdir()  # only if empty: chunks are work to resume
+    if (root / WORK).exists() or (root / MANIFEST).exists():
+        return
+    with contextlib.suppress(OSError):
+        (root / LOCK).unlink()
+    for d in [root, *root.parents]:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+        if d == top:
+            return
 
 
 def next_file(root: Path, previous: Version | None, role: str, suffix: str) -> Path:
@@ -126,48 +162,92 @@ def commit(root: Path, files: dict[str, Path], manifest: Manifest, previous: Ver
 
 def metadata_rows(t: pa.Table, added_at: int) -> pa.Table:
     """Metadata rows from a vector table with ids (file facts null where the table has none)."""
-    cols = {"id": t["id"], "path": t["path"]}
+    cols = {"id": t["id"], **pathnames.columns(pathnames.of(t))}
     for name, typ in FACTS:
         cols[name] = t[name].cast(typ) if name in t.column_names else pa.nulls(len(t), typ)
     cols["added_at"] = pa.array([added_at] * len(t), pa.timestamp("s", tz="UTC"))
-    return pa.table(cols, schema=METADATA_SCHEMA)
+    return pa.table(cols, schema=_schema(BYTES in cols))
+
+
+def _schema(exact_paths: bool) -> pa.Schema:
+    return METADATA_SCHEMA.append(pa.field(BYTES, pa.binary())) if exact_paths else METADATA_SCHEMA
+
+
+def join_metadata(parts: list[pa.Table]) -> pa.Table:
+    """Metadata tables as one, sorted by id; with ``path_bytes`` only if some row still needs it."""
+    t = pa.concat_tables([METADATA_SCHEMA.empty_table(), *parts], promote_options="default").sort_by("id")
+    if BYTES in t.column_names and t[BYTES].null_count == len(t):
+        t = t.drop_columns([BYTES])
+    return t
 
 
 def skipped_table(skipped: list[tuple[str, str]]) -> pa.Table:
-    return pa.table(
-        {"path": [p for p, _ in skipped], "reason": [r for _, r in skipped]}, schema=SKIPPED_SCHEMA
-    )
+    cols = {
+        **pathnames.columns([p for p, _ in skipped]),
+        "reason": pa.array([r for _, r in skipped], pa.string()),
+    }
+    schema = SKIPPED_SCHEMA.append(pa.field(BYTES, pa.binary())) if BYTES in cols else SKIPPED_SCHEMA
+    return pa.table({name: cols[name] for name in schema.names}, schema=schema)
+
+
+def read_skipped_table(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise IndexDirError(f"{path}: damaged list of skipped files ({e})") from None
 
 
 def read_skipped(path: Path) -> list[tuple[str, str]]:
-    t = pq.read_table(path)
-    return list(zip(t["path"].to_pylist(), t["reason"].to_pylist()))
+    t = read_skipped_table(path)
+    return list(zip(pathnames.of(t), t["reason"].to_pylist()))
 
 
-def open_metadata(path: Path) -> pq.ParquetFile:
-    """The metadata file, opened (memory-mapped): it stays readable after a later commit deletes it,
-    so a reader that opened a version can look up its rows however many commits follow."""
-    try:
-        return pq.ParquetFile(path, memory_map=True)
-    except (OSError, pa.ArrowInvalid) as e:
-        raise IndexDirError(f"{path}: cannot read metadata ({e})") from None
+class Metadata:
+    """A version's metadata file (id, path, file facts), opened and memory-mapped: it stays readable
+    after a later commit deletes it, so a reader keeps answering however many commits follow. Any
+    damage met while reading is an IndexDirError naming the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.file = pq.ParquetFile(path, memory_map=True)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise IndexDirError(f"{path}: cannot read metadata ({e})") from None
+        self.exact_paths = BYTES in self.file.schema_arrow.names
+
+    def _damaged(self, e: Exception) -> IndexDirError:
+        return IndexDirError(f"{self.path}: damaged metadata ({str(e).splitlines()[0][:200]})")
+
+    def read(self) -> pa.Table:
+        """The whole table, in METADATA_SCHEMA's types (Parquet stores seconds as ms)."""
+        try:
+            return self.file.read().cast(_schema(self.exact_paths))
+        except (OSError, pa.ArrowInvalid, ValueError) as e:
+            raise self._damaged(e) from None
+
+    def rows(self, ids: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+        """Only the rows with the given ids (in id order), reading only the row groups that can hold
+        them."""
+        if columns is not None and self.exact_paths and "path" in columns:
+            columns = [*columns, BYTES]
+        try:
+            return _rows(self.file, ids, columns)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise self._damaged(e) from None
+
+    def paths(self, ids: np.ndarray) -> dict[int, str]:
+        """id → exact path of the given ids."""
+        if not len(ids):
+            return {}
+        t = self.rows(ids, ["id", "path"])
+        return dict(zip(t["id"].to_pylist(), pathnames.of(t)))
 
 
-def read_metadata(source: Path | pq.ParquetFile) -> pa.Table:
-    """The whole metadata table, in METADATA_SCHEMA's types (Parquet stores seconds as ms)."""
-    f = source if isinstance(source, pq.ParquetFile) else open_metadata(source)
-    try:
-        return f.read().cast(METADATA_SCHEMA)
-    except (OSError, pa.ArrowInvalid, ValueError) as e:
-        name = source if isinstance(source, Path) else "metadata"
-        raise IndexDirError(f"{name}: cannot read metadata ({e})") from None
+def read_metadata(path: Path) -> pa.Table:
+    return Metadata(path).read()
 
 
-def read_metadata_rows(
-    source: Path | pq.ParquetFile, ids: np.ndarray, columns: list[str] | None = None
-) -> pa.Table:
-    """Only the rows with the given ids (in id order), reading only the row groups that can hold them."""
-    f = source if isinstance(source, pq.ParquetFile) else open_metadata(source)
+def _rows(f: pq.ParquetFile, ids: np.ndarray, columns: list[str] | None) -> pa.Table:
     wanted = np.sort(np.asarray(ids, np.int64).ravel())
     wanted = wanted[np.r_[True, wanted[1:] != wanted[:-1]]] if len(wanted) else wanted
     col = f.schema_arrow.get_field_index("id")
@@ -180,7 +260,12 @@ def read_metadata_rows(
             or np.searchsorted(wanted, stats.min) < np.searchsorted(wanted, stats.max, "right")
         ):
             groups.append(g)
-    table = f.read_row_groups(groups, columns=columns) if groups else METADATA_SCHEMA.empty_table()
+    # One thread: a query reads a few rows, and starting Arrow's pool costs more than it saves.
+    table = (
+        f.read_row_groups(groups, columns=columns, use_threads=False)
+        if groups
+        else METADATA_SCHEMA.empty_table()
+    )
     # Rows are sorted by id (every writer sorts), so a binary search finds them.
     have = table["id"].to_numpy()
     pos = np.minimum(np.searchsorted(have, wanted), max(len(have) - 1, 0))

@@ -2,9 +2,10 @@
 `--vectors`.
 
 Columns: ``path``, ``vector`` (``fixed_size_list<float32>[d]``, null where the image failed), the
-file facts the index metadata keeps (bytes, mtime, sha1, width, height), and ``error`` (null where
-it worked). A build's chunk files add ``id`` (the image's id in the index) and ``derived`` (vectors
-of images made from the file's pixels: calibration copies). The schema metadata names the encoder
+file facts the index metadata keeps (bytes, mtime, sha1, width, height), ``error`` (null where it
+worked) and ``path_bytes`` (the exact name where it is not UTF-8, see ``pathnames.py``; else
+null). A build's chunk files add ``id`` (the image's id in the index) and ``derived`` (vectors of
+images made from the file's pixels: calibration copies). The schema metadata names the encoder
 (fingerprint, dimension), so vectors are never mixed with an index whose encoder made different
 ones. Tables from other tools only need ``path`` and ``vector``.
 """
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import pathnames
 from .files import replacing
 from .images import FileInfo
 
@@ -72,7 +74,13 @@ class EncodedFiles:
 
 def schema(maker: Maker) -> pa.Schema:
     d = maker.dim
-    fields = [("path", pa.string()), ("vector", pa.list_(pa.float32(), d)), *FACTS, ("error", pa.string())]
+    fields = [
+        ("path", pa.string()),
+        ("vector", pa.list_(pa.float32(), d)),
+        *FACTS,
+        ("error", pa.string()),
+        (pathnames.BYTES, pa.binary()),
+    ]
     meta = {b"vecsearch.encoder": maker.fingerprint().encode(), b"vecsearch.dim": str(d).encode()}
     return pa.schema(fields, metadata=meta)
 
@@ -92,9 +100,10 @@ def table(result: EncodedFiles, maker: Maker) -> pa.Table:
         vectors = pa.concat_arrays([vectors, pa.nulls(n_bad, pa.list_(pa.float32(), d))])
     pad = [None] * n_bad
     facts = [pa.array([getattr(i, name) for i in result.infos] + pad, typ) for name, typ in FACTS]
-    paths = [i.path for i in result.infos] + [p for p, _ in result.failures]
+    names = pathnames.columns([i.path for i in result.infos] + [p for p, _ in result.failures])
     errors = [None] * len(result.infos) + [r for _, r in result.failures]
-    columns = [pa.array(paths, pa.string()), vectors, *facts, pa.array(errors, pa.string())]
+    exact = names.get(pathnames.BYTES, pa.nulls(len(errors), pa.binary()))
+    columns = [names["path"], vectors, *facts, pa.array(errors, pa.string()), exact]
     return pa.Table.from_arrays(columns, schema=schema(maker))
 
 
@@ -102,11 +111,11 @@ def chunk(result: EncodedFiles, maker: Maker, ids: dict[str, int]) -> pa.Table:
     """A build's chunk: the batch's table, each row's id (from ``ids``, path → id) and its derived
     vectors (a list, null for most rows)."""
     t = table(result, maker)
-    paths = t["path"].to_pylist()
-    t = t.append_column("id", pa.array([ids[p] for p in paths], pa.int64()))
+    names = pathnames.of(t)
+    t = t.append_column("id", pa.array([ids[p] for p in names], pa.int64()))
     if not result.derived:
         return t
-    made = [result.derived.get(p) for p in paths]
+    made = [result.derived.get(p) for p in names]
     offsets = np.r_[0, np.cumsum([0 if m is None else len(m) for m in made])].astype(np.int32)
     values = _fixed_lists(np.concatenate([m for m in made if m is not None]), maker.dim)
     mask = pa.array([m is None for m in made])
@@ -185,7 +194,7 @@ def write_parquet(t: pa.Table, path: Path) -> None:
 class Inventory:
     """What a pass over the cheap columns of a build's vector files finds."""
 
-    paths: pa.ChunkedArray  # of the rows with a vector, in file order
+    paths: list[str]  # of the rows with a vector, in file order
     skipped: list[tuple[str, str]]  # (path, error) of the rows without
     derived: dict[int, np.ndarray]  # id → vectors derived from that image (calibration copies)
 
@@ -215,19 +224,19 @@ class VectorFiles:
         tells which rows have one."""
         import pyarrow.compute as pc
 
-        paths, skipped, derived = [], [], {}
+        found, skipped, derived = [], [], {}
         for f in self.files:
             names = pq.read_schema(f).names
-            cheap = ["path", "id", "error", DERIVED] if "error" in names else ["path", "id", "vector"]
+            cheap = ["path", pathnames.BYTES, "id"] + (["error", DERIVED] if "error" in names else ["vector"])
             for t in batches([f], cheap, ok_only=False):
                 good = _good(t)
-                paths.append(good["path"])
+                found += pathnames.of(good)
                 if "error" in t.column_names:
                     bad = t.filter(pc.is_valid(t["error"]))
-                    skipped += zip(bad["path"].to_pylist(), bad["error"].to_pylist())
+                    skipped += zip(pathnames.of(bad), bad["error"].to_pylist())
                 if DERIVED in good.column_names:
                     derived |= _derived(good)
-        return Inventory(pa.chunked_array(paths, pa.string()), skipped, derived)
+        return Inventory(found, skipped, derived)
 
     def sample(self, n_rows: int, n: int, seed: int = 0) -> np.ndarray:
         """A uniform random sample of ``n`` of the ``n_rows`` good vectors, in one streaming pass."""

@@ -16,10 +16,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import pathnames
 from .files import write_bytes
+from .manifest import WORK
 from .vectors import write_parquet
 
-NAME = ".build"
+NAME = WORK
 #: Part of every key: chunks written by another layout of this directory are not resumed.
 LAYOUT = "chunks-2"
 
@@ -61,7 +63,7 @@ class WorkDir:
         done: set[str] = set()
         for c in self.chunks():
             try:
-                done.update(pq.read_table(c, columns=["path"])["path"].to_pylist())
+                done.update(pathnames.of(pq.read_table(c, columns=["path", pathnames.BYTES])))
             except (OSError, pa.ArrowInvalid):
                 c.unlink()  # only a chunk of a crash can be unreadable: do it again
         return done
