@@ -129,7 +129,7 @@ def test_calibration_copies_made_while_encoding_equal_those_made_later(tmp_path,
     assert list(made) == paths
     later = encode_copies(encoder, paths, copies=6, seed=seed)
     for (path, vectors), again in zip(made.items(), later):
-        assert vectors.shape == (6, encoder.dim)
+        assert vectors.shape == (6, 2 * encoder.dim + 1)  # query rows: vector, mirror, colourless
         np.testing.assert_allclose(vectors, again, atol=1e-6, err_msg=path)
 
 

@@ -26,8 +26,8 @@ import numpy as np
 from . import executors
 from .calibration import Calibration
 from .edits import random_edit
-from .encoder import Encoder, example_images
-from .images import ImageError
+from .encoder import Encoder, Queries, example_images
+from .images import ImageError, to_pixels
 from .images import load as load_image
 from .stages import stage
 
@@ -79,20 +79,21 @@ def copy_plan(n_paths: int, seed: int = 0) -> CopyPlan:
 
 
 def encode_copies(encoder: Encoder, paths: list[str], copies: int, seed: int) -> list[np.ndarray | None]:
-    """Vectors of ``copies`` edits of each file, (copies, dim) each, None where it cannot be read."""
+    """``copies`` edits of each file as queries (``Queries.rows``, (copies, 2·dim + 1) each), None
+    where the file cannot be read."""
     edited: list[np.ndarray] = []
     read: list[bool] = []
+    side = encoder.config.max_side
     for path in paths:
         try:
-            pixels = load_image(path, encoder.config.max_side)[0]
+            pixels = load_image(path, side)[0]
         except ImageError:
             read.append(False)
             continue
-        edited += edited_copies(pixels, path, copies, seed)
+        edited += [to_pixels(e, side) for e in edited_copies(pixels, path, copies, seed)]
         read.append(True)
-    # One batch: the PCA is matrix-shaped.
-    vectors = iter(np.split(encoder.encode(edited), np.arange(copies, len(edited), copies)))
-    return [next(vectors) if ok else None for ok in read]
+    rows = iter(np.split(encoder.queries(edited).rows(), np.arange(copies, len(edited), copies)))
+    return [next(rows) if ok else None for ok in read]
 
 
 def fit(positive: np.ndarray, negative: np.ndarray, knots: int = KNOTS) -> Calibration:
@@ -158,7 +159,7 @@ def fit_calibration(
             v_orig = np.vstack([v_orig, encoder.encode(examples)])
             edited += encode_copies(encoder, examples, copies_per_source(len(ids) + len(examples)), seed)
             ids += [-1] * len(examples)
-        positive, negative = _pairs(faiss_index, rerank_rows, ids, v_orig, edited)
+        positive, negative = _pairs(encoder, faiss_index, rerank_rows, ids, v_orig, edited)
         if len(negative) < 20:  # a tiny collection: unrelated pairs among the example photos help out
             ex = encoder.encode(example_images())
             negative += [float(np.sum((a - b) ** 2)) for i, a in enumerate(ex) for b in ex[i + 1 :]]
@@ -190,22 +191,26 @@ def _more_sources(
     return found
 
 
-def _pairs(faiss_index, rerank_rows, ids: list[int], v_orig: np.ndarray, edited: list[np.ndarray]):
+def _pairs(
+    encoder: Encoder, faiss_index, rerank_rows, ids: list[int], v_orig: np.ndarray, edited: list[np.ndarray]
+) -> tuple[np.ndarray, list[float]]:
     """Positive distances (copy → its source) and negative ones (copy → another image that is not
-    a copy of the source) of the sources ``ids`` (vectors ``v_orig``) and their copies."""
-    from . import ivf
+    a copy of the source) of the sources ``ids`` (vectors ``v_orig``) and their copies (query
+    rows), measured as a search measures them (``matching.py``)."""
+    from . import ivf, matching
 
     owner = np.repeat(np.arange(len(ids)), [len(v) for v in edited])
-    v_edit = np.vstack(edited)
-    positive = np.sum((v_edit - v_orig[owner]) ** 2, axis=1)
+    copies = Queries.from_rows(np.vstack(edited))
+    cdim, w = encoder.colour_dim, encoder.config.colour_weight
+    positive = matching.distances(copies, v_orig[owner], cdim, w)
     radius = float(np.quantile(positive, EXCLUDE_QUANTILE))
     d_orig, i_orig = ivf.search(faiss_index, v_orig, K + 1, rerank_rows)
     same = [
         {sid} | {int(i) for d, i in zip(d_orig[o], i_orig[o]) if i >= 0 and d <= radius}
         for o, sid in enumerate(ids)
     ]
-    dist, hit = ivf.search(faiss_index, v_edit, K + 1, rerank_rows)
+    dist, hit, _ = matching.search(faiss_index, copies, K + 1, cdim, w, rerank_rows)
     negative = []
     for q, o in enumerate(owner):
-        negative += [d for d, i in zip(dist[q], hit[q]) if i >= 0 and int(i) not in same[o]][:K]
+        negative += [float(d) for d, i in zip(dist[q], hit[q]) if i >= 0 and int(i) not in same[o]][:K]
     return positive, negative

@@ -247,12 +247,16 @@ def query(
     format: Format = "table",
     html: File = None,
     relative_to: Annotated[str | None, Value("DIR", words="a folder")] = None,
+    verify: bool = False,
 ) -> int:
     """Find the images most like each query image, best first, with calibrated similarity %.
 
     Every query appears in the output: one that has no hits gets a single row with empty hit
     fields (null in JSON). A query that cannot be read is reported on stderr and the others are
-    answered.
+    answered. A query is also searched as its mirror image, and one without colour by its texture
+    and keypoints alone. With --verify the top 30 candidates are checked keypoint by keypoint and
+    the verified copies come first (an inliers column; slower, and the indexed files must be
+    readable: a hit whose file is not keeps its place, with no inliers).
 
     Args:
         images: query images: files, folders (every image inside), globs or .txt lists
@@ -262,6 +266,7 @@ def query(
         format: table, json (one object per hit per line) or csv
         html: also write a self-contained page of thumbnails to this file
         relative_to: print paths relative to this folder (default: absolute, as indexed)
+        verify: check the top candidates' keypoints against the query's (geometric verification)
 
     Exit status:
         0  every query was read, and at least one has a hit
@@ -273,6 +278,7 @@ def query(
         vecsearch query q.jpg --index indexes/photos --k 20 --min-similarity 70
         vecsearch query a.jpg b.jpg --index indexes/photos --format json | jq .path
         vecsearch query ~/queries/ --index indexes/photos --html results.html --relative-to ~/photos
+        vecsearch query crop.jpg --index indexes/photos --verify
     """
     from .search import open_index
     from .sources import iter_image_paths
@@ -294,7 +300,7 @@ def query(
             say(f"vecsearch: error: {line}")
         return ERROR
     idx = open_index(index)
-    answers = idx.search_each(queries, k=k, min_similarity=min_similarity)
+    answers = idx.search_each(queries, k=k, min_similarity=min_similarity, verify=verify)
     unread += [a.error for a in answers if a.error]
     answered = [(q, a.hits) for q, a in zip(queries, answers) if not a.error]
     for line in unread:
@@ -303,9 +309,10 @@ def query(
         return ERROR
     shown = relative(relative_to)
     note = f"(no hits at or above {min_similarity:g}%)" if min_similarity else "(no hits)"
+    columns = ["query", "rank", "similarity", "distance", "id", "path", *(["inliers"] if verify else [])]
     rows = []
     for q, hits in answered:
-        rows += [
+        found = [
             {
                 "query": shown(q),
                 "rank": h.rank,
@@ -313,22 +320,12 @@ def query(
                 "distance": round(h.distance, 4),
                 "id": h.id,
                 "path": shown(h.path),
+                "inliers": h.inliers,
             }
             for h in hits
-        ] or [
-            {
-                "query": shown(q),
-                "rank": None,
-                "similarity": None,
-                "distance": None,
-                "id": None,
-                "path": None,
-                "note": note,
-            }
         ]
-    write_stdout(
-        render(rows, format, ["query", "rank", "similarity", "distance", "id", "path"], group_by="query")
-    )
+        rows += found or [{**dict.fromkeys(columns), "query": shown(q), "note": note}]
+    write_stdout(render(rows, format, columns, group_by="query"))
     if html:
         from . import report
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import colour_histogram, orb_descriptors, vlad
+from .features import colour_histogram, colourless, orb_descriptors, vlad
 from .features.colour import SIDE as COLOUR_SIDE
 from .features.vlad import unpack_bits
 from .files import replacing
@@ -48,7 +48,7 @@ class EncoderConfig:
     n_centres: int = 64
     pca_dim: int = 256
     whiten: float = 0.0  # 0 = no whitening, 1 = full; divides by eigenvalue^(whiten/2)
-    colour_weight: float = 0.5
+    colour_weight: float = 0.4  # chosen on all four shared sets, copies among them (bench/TUNING.md)
     colour_bins: tuple[int, int, int] = (16, 4, 4)
     colour_grid: int = 2
     colour_grid_bins: tuple[int, int, int] = (8, 3, 3)
@@ -170,6 +170,38 @@ def _views(pixels: list[np.ndarray], needed: int, seed: int) -> list[np.ndarray]
 Derive = Callable[[str, np.ndarray], Sequence[np.ndarray]]
 
 
+@dataclass
+class Queries:
+    """Images encoded to search with: each one's vector, its mirror image's, and whether it is
+    colourless (then it is compared without its colour part: ``matching.py``)."""
+
+    vectors: np.ndarray  # (n, dim)
+    mirrored: np.ndarray  # (n, dim)
+    colourless: np.ndarray  # (n,) bool
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def take(self, rows) -> Queries:
+        return Queries(self.vectors[rows], self.mirrored[rows], self.colourless[rows])
+
+    def rows(self) -> np.ndarray:
+        """One float32 row per query, [vector, mirrored, colourless]: how build chunks keep them."""
+        flag = self.colourless.astype(np.float32)[:, None]
+        return np.hstack([self.vectors, self.mirrored, flag]).astype(np.float32)
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray) -> Queries:
+        d = (rows.shape[1] - 1) // 2
+        return cls(rows[:, :d], rows[:, d : 2 * d], rows[:, 2 * d] > 0.5)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Queries]) -> Queries:
+        return cls(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("vectors", "mirrored", "colourless"))
+        )
+
+
 class Encoder:
     """Trained encoder state: immutable after fitting, so ``encode`` is safe to call from several
     threads, and picklable (its arrays, about 17 MB with the defaults) to send to workers."""
@@ -245,43 +277,65 @@ class Encoder:
     def encode_each(self, images: Iterable[ImageInput] | ImageInput) -> tuple[np.ndarray, list[str | None]]:
         """The vectors of the inputs that can be decoded, in order, and for each input None or why
         it cannot be ("x.jpg: empty file", "input 3: not a recognised image format")."""
+        pixels, errors = self.decode_each(images)
+        return self.encode_features([extract(p, self.config) for p in pixels]), errors
+
+    def encode_queries(self, images: Iterable[ImageInput] | ImageInput) -> tuple[Queries, list[str | None]]:
+        """``encode_each`` as a search needs it: each image's vector, its mirror image's, and whether
+        it is colourless (``Queries``)."""
+        pixels, errors = self.decode_each(images)
+        return self.queries(pixels), errors
+
+    def queries(self, pixels: Sequence[np.ndarray]) -> Queries:
+        """The ``Queries`` of decoded images at working size (one batch: the PCA is matrix-shaped)."""
+        mirrors = [np.ascontiguousarray(p[:, ::-1]) for p in pixels]
+        both = self.encode_features([extract(p, self.config) for p in [*pixels, *mirrors]])
+        grey = np.array([colourless(p) for p in pixels], bool)
+        return Queries(both[: len(pixels)], both[len(pixels) :], grey)
+
+    def decode_each(
+        self, images: Iterable[ImageInput] | ImageInput
+    ) -> tuple[list[np.ndarray], list[str | None]]:
+        """The decoded pixels (at working size) of the inputs that can be read, and for each input
+        None or why not."""
         if isinstance(images, (str, os.PathLike, bytes, np.ndarray)) and not (
             isinstance(images, np.ndarray) and images.dtype == object
         ):
             images = [images]
-        feats, errors = [], []
+        pixels, errors = [], []
         for i, image in enumerate(images):
             try:
-                feats.append(extract(to_pixels(image, self.config.max_side), self.config))
+                pixels.append(to_pixels(image, self.config.max_side))
                 errors.append(None)
             except ImageError as e:
                 name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"input {i}"
                 errors.append(f"{name}: {e}")
-        return self.encode_features(feats), errors
+        return pixels, errors
 
     def encode_files(self, paths: Sequence[str], derive: Derive | None = None) -> EncodedFiles:
         """Encode files, skipping (and reporting) the ones that cannot be read or decoded.
 
         ``derive(path, pixels)`` may return images made from a file's decoded pixels (calibration's
-        edited copies); they are encoded as a query would be, shrunk to the working size.
+        edited copies); they are encoded as queries (``Queries.rows``), shrunk to the working size
+        as a query would be.
         """
         feats, infos, failures = [], [], []
-        derived: dict[str, list[Features]] = {}
+        derived: dict[str, list[np.ndarray]] = {}
         for path in paths:
             try:
                 pixels, info = load_image(path, self.config.max_side)
                 f = extract(pixels, self.config)
                 made = derive(path, pixels) if derive is not None else ()
                 if made:
-                    derived[path] = [extract(to_pixels(m, self.config.max_side), self.config) for m in made]
+                    derived[path] = [to_pixels(m, self.config.max_side) for m in made]
                 feats.append(f)
                 infos.append(info)
             except ImageError as e:
                 failures.append((path, str(e)))
             except Exception as e:  # a decoder bug must cost one file, not the build
                 failures.append((path, f"unexpected error: {type(e).__name__}: {e}"))
-        made_vectors = self.encode_features([f for fs in derived.values() for f in fs])
-        split = np.split(made_vectors, np.cumsum([len(fs) for fs in derived.values()])[:-1])
+        rows = self.queries([p for ps in derived.values() for p in ps]).rows()
+        split = np.split(rows, np.cumsum([len(ps) for ps in derived.values()])[:-1])
         return EncodedFiles(self.encode_features(feats), infos, failures, dict(zip(derived, split)))
 
     def encode_table(self, paths: Sequence[str]):

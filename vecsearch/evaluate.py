@@ -28,6 +28,7 @@ class LabelledSet:
     paths: list[str]  # absolute
     groups: np.ndarray  # int group id per path
     queries: np.ndarray  # indices into paths
+    kinds: list[str] | None = None  # per path, the main edit of a copy (transforms.csv), if known
 
     @property
     def name(self) -> str:
@@ -54,7 +55,13 @@ def load_labelled_set(root: str | os.PathLike) -> LabelledSet:
             queries = np.array([index[str(root / r["path"])] for r in csv.DictReader(f)])
     else:
         queries = np.arange(len(paths))
-    return LabelledSet(root, paths, groups, queries)
+    kinds = None
+    tfile = root / "transforms.csv"
+    if tfile.is_file():
+        with open(tfile, newline="") as f:
+            edit = {str(root / r["path"]): r["transform"].split("+")[0] for r in csv.DictReader(f)}
+        kinds = [edit.get(p, "") for p in paths]
+    return LabelledSet(root, paths, groups, queries, kinds)
 
 
 def ranking(vectors: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,29 +72,46 @@ def ranking(vectors: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.nd
     return order, np.take_along_axis(d, order, axis=1)
 
 
-def retrieval_metrics(order: np.ndarray, groups: np.ndarray, queries: np.ndarray) -> dict[str, float]:
-    """mAP, recall@1, P@10, P@20 (query excluded) and the N-S score (top 4, query included)."""
+def per_query(order: np.ndarray, groups: np.ndarray, queries: np.ndarray) -> dict[str, np.ndarray]:
+    """Each query's AP (NaN where it has nothing relevant), recall@1, P@10, P@20 (query excluded)
+    and N-S score (top 4, query included)."""
     from sklearn.metrics import average_precision_score
 
-    aps, r1, p10, p20, ns = [], [], [], [], []
+    out: dict[str, list] = {"AP": [], "recall@1": [], "P@10": [], "P@20": [], "N-S": []}
     for qi, row in zip(queries, order):
         rel = groups[row] == groups[qi]
-        ns.append(rel[:4].sum())
-        keep = row != qi
-        rel_x = rel[keep]
+        out["N-S"].append(rel[:4].sum())
+        rel_x = rel[row != qi]
         n = len(rel_x)
-        if rel_x.any():
-            aps.append(average_precision_score(rel_x, np.arange(n, 0, -1)))
-        r1.append(rel_x[0])
-        p10.append(rel_x[:10].mean())
-        p20.append(rel_x[:20].mean())
-    return {
-        "mAP": float(np.mean(aps)),
-        "recall@1": float(np.mean(r1)),
-        "P@10": float(np.mean(p10)),
-        "P@20": float(np.mean(p20)),
-        "N-S": float(np.mean(ns)),
-    }
+        out["AP"].append(average_precision_score(rel_x, np.arange(n, 0, -1)) if rel_x.any() else np.nan)
+        out["recall@1"].append(rel_x[0])
+        out["P@10"].append(rel_x[:10].mean())
+        out["P@20"].append(rel_x[:20].mean())
+    return {k: np.asarray(v, float) for k, v in out.items()}
+
+
+def _summary(scores: dict[str, np.ndarray], rows: np.ndarray | slice = slice(None)) -> dict[str, float]:
+    ap = scores["AP"][rows]
+    summary = {"mAP": float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")}
+    return summary | {k: float(np.mean(v[rows])) for k, v in scores.items() if k != "AP"}
+
+
+def retrieval_metrics(order: np.ndarray, groups: np.ndarray, queries: np.ndarray) -> dict[str, float]:
+    """mAP, recall@1, P@10, P@20 (query excluded) and the N-S score (top 4, query included)."""
+    return _summary(per_query(order, groups, queries))
+
+
+def metrics_by_kind(
+    order: np.ndarray, groups: np.ndarray, queries: np.ndarray, kinds: list[str]
+) -> dict[str, dict[str, float]]:
+    """``retrieval_metrics`` of the queries of each kind of edit (and "all"), with their count."""
+    scores = per_query(order, groups, queries)
+    of_query = np.array([kinds[q] for q in queries])
+    out = {"all": {**_summary(scores), "n": len(queries)}}
+    for kind in sorted(set(of_query)):
+        rows = of_query == kind
+        out[kind] = {**_summary(scores, rows), "n": int(rows.sum())}
+    return out
 
 
 def reliability(similarity: np.ndarray, relevant: np.ndarray, bins: int = 10) -> tuple[list[dict], float]:
@@ -138,19 +162,33 @@ def evaluate_index(
     quiet: bool = True,
     config: EncoderConfig | None = None,
 ) -> dict:
-    """Build a real index over the set and rank every query through ``Index.search_many``.
-
-    Same encoder training (with ``config``, default settings if None) and calibration fit as a
-    user's build. Returns the retrieval metrics, the build's report, and the reliability table +
-    ECE of the calibrated % over the top-10 hits of every query (the query itself excluded;
-    relevant = same group).
-    """
+    """Build a real index over the set and rank every query through ``Index.search_many``
+    (``evaluate_search``). Same encoder training (with ``config``, default settings if None) and
+    calibration fit as a user's build; the result also has the build's report."""
     from .pipeline import build
 
     index = build(data.paths, index_dir, workers=workers, quiet=quiet, config=config)
+    report = index.last_build
+    return {
+        **evaluate_search(data, index),
+        "indexed": report.indexed,
+        "skipped": len(report.skipped),
+        "build_seconds": report.seconds,
+    }
+
+
+def evaluate_search(data: LabelledSet, index, verify: bool = False) -> dict:
+    """Rank every query of the set through ``index.search_many`` (with ``verify``): the retrieval
+    metrics (by kind of edit where the set names them), and the reliability table + ECE of the
+    calibrated % over the top-10 hits of every query (the query itself excluded; relevant = same
+    group). Also the seconds per query."""
+    import time
+
     n = len(data.paths)
     position = {os.path.abspath(p): i for i, p in enumerate(data.paths)}
-    results = index.search_many([data.paths[q] for q in data.queries], k=n)
+    t0 = time.perf_counter()
+    results = index.search_many([data.paths[q] for q in data.queries], k=n, verify=verify)
+    seconds = (time.perf_counter() - t0) / max(1, len(data.queries))
     order = np.stack([_full_order([position[h.path] for h in hits], n) for hits in results])
     similarity, distance, relevant = [], [], []
     for qi, hits in zip(data.queries, results):
@@ -159,15 +197,13 @@ def evaluate_index(
         distance += [h.distance for h in top]
         relevant += [data.groups[position[h.path]] == data.groups[qi] for h in top]
     table, ece = reliability(np.array(similarity), np.array(relevant))
-    report = index.last_build
     return {
         **retrieval_metrics(order, data.groups, data.queries),
+        "by_kind": metrics_by_kind(order, data.groups, data.queries, data.kinds) if data.kinds else None,
         "reliability": table,
         "ECE": ece,
-        "top10": (np.array(distance), np.array(relevant)),
-        "indexed": report.indexed,
-        "skipped": len(report.skipped),
-        "build_seconds": report.seconds,
+        "top10": (np.array(distance), np.array(relevant), np.array(similarity)),
+        "seconds_per_query": seconds,
     }
 
 
@@ -188,7 +224,7 @@ def calibration_spread(
     meta = ix.metadata()
     items = list(zip(meta["id"].to_pylist(), pathnames.of(meta)))
     full = ivf.load(ix.version.file("index"), mmap=False)
-    distance, relevant = top10
+    distance, relevant = top10[:2]
     eces = []
     for s in seeds:
         cal = fit_calibration(
@@ -223,7 +259,8 @@ def hsv_histograms(paths: Sequence[str], bins: tuple[int, int, int] = (8, 12, 3)
 
 
 def baseline_metrics(data: LabelledSet) -> dict[str, dict[str, float]]:
-    """Retrieval metrics of pHash (Hamming distance) and of a global HSV histogram (symmetric chi-square)."""
+    """Retrieval metrics of pHash (Hamming distance) and of a global HSV histogram (symmetric
+    chi-square), by kind of edit too where the set names them."""
     import cv2
 
     bits = phash_bits(data.paths).astype(np.float32)
@@ -233,7 +270,10 @@ def baseline_metrics(data: LabelledSet) -> dict[str, dict[str, float]]:
     chi2 = np.array(
         [[cv2.compareHist(hist[i], h, cv2.HISTCMP_CHISQR_ALT) for h in hist] for i in data.queries]
     )
-    return {
-        name: retrieval_metrics(_order_from_distances(dist), data.groups, data.queries)
-        for name, dist in (("pHash", hamming), ("colour-hist", chi2))
-    }
+    out = {}
+    for name, dist in (("pHash", hamming), ("colour-hist", chi2)):
+        order = _order_from_distances(dist)
+        out[name] = retrieval_metrics(order, data.groups, data.queries)
+        if data.kinds:
+            out[name]["by_kind"] = metrics_by_kind(order, data.groups, data.queries, data.kinds)
+    return out

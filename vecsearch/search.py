@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from . import ivf, rerank, store
+from . import ivf, matching, rerank, store
+from . import verify as verify_mod
 from .calibration import Calibration
-from .encoder import Encoder
-from .images import ImageInput
+from .encoder import Encoder, Queries
+from .images import ImageError, ImageInput, to_pixels
 from .manifest import IndexDirError, Manifest, Version, read_version
 
 
@@ -30,6 +31,8 @@ class Hit:
     similarity: float
     distance: float
     rank: int = 1
+    mirrored: bool = False  # found through the query's mirror image
+    inliers: int | None = None  # with verification: keypoint inliers (None: not verified)
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,14 @@ class Index:
         return self.encoder.dim
 
     # ---- queries ---------------------------------------------------------------------------
-    def search(self, query: ImageInput, k: int = 10, min_similarity: float | None = None) -> list[Hit]:
-        """The k nearest images to one query (a path, encoded bytes or a BGR array), best first."""
-        return self.search_many([query], k, min_similarity)[0]
+    def search(
+        self, query: ImageInput, k: int = 10, min_similarity: float | None = None, verify: bool = False
+    ) -> list[Hit]:
+        """The k nearest images to one query (a path, encoded bytes or a BGR array), best first.
+
+        ``verify``: check the top candidates' keypoints against the query's and move the verified
+        copies first (``verify.py``; slower, and it reads the indexed files)."""
+        return self.search_many([query], k, min_similarity, verify=verify)[0]
 
     def search_many(
         self,
@@ -124,14 +132,15 @@ class Index:
         k: int = 10,
         min_similarity: float | None = None,
         batch_size: int = 256,
+        verify: bool = False,
     ) -> list[list[Hit]]:
         """One hit list per query; queries are encoded and searched in batches. An unreadable query
         raises ImageError (``search_each`` answers the others)."""
-        _check_k(k, min_similarity)
-        out: list[list[Hit]] = []
-        for batch in _chunks(queries, batch_size):
-            out += self.search_vectors(self.encoder.encode(batch), k, min_similarity)
-        return out
+        answers = self.search_each(queries, k, min_similarity, batch_size, verify)
+        first = next((a.error for a in answers if a.error is not None), None)
+        if first is not None:
+            raise ImageError(first)
+        return [a.hits for a in answers]
 
     def search_each(
         self,
@@ -139,35 +148,75 @@ class Index:
         k: int = 10,
         min_similarity: float | None = None,
         batch_size: int = 256,
+        verify: bool = False,
     ) -> list[Answer]:
         """One Answer per query, in order: its hits, or why the query could not be read."""
         _check_k(k, min_similarity)
         out: list[Answer] = []
         for batch in _chunks(queries, batch_size):
-            vectors, errors = self.encoder.encode_each(batch)
-            found = iter(self.search_vectors(vectors, k, min_similarity) if len(vectors) else [])
+            pixels, errors = self.encoder.decode_each(batch)
+            encoded = self.encoder.queries(pixels)
+            if not verify:
+                found = iter(self.search_queries(encoded, k, min_similarity) if pixels else [])
+            else:
+                candidates = self.search_queries(encoded, max(k, verify_mod.DEPTH)) if pixels else []
+                found = iter([self._verified(p, c, k, min_similarity) for p, c in zip(pixels, candidates)])
             out += [Answer(next(found)) if e is None else Answer([], e) for e in errors]
         return out
+
+    def _verified(
+        self, pixels: np.ndarray, hits: list[Hit], k: int, min_similarity: float | None
+    ) -> list[Hit]:
+        """The hits reordered by geometric verification of the top DEPTH, then cut to k."""
+        top = hits[: verify_mod.DEPTH]
+        side = self.encoder.config.max_side
+        found = verify_mod.evidence(
+            verify_mod.QueryKeypoints.of(pixels),
+            [(h.path, h.mirrored) for h in top],
+            lambda p: to_pixels(p, side),
+        )
+        order = verify_mod.rerank(found) + list(range(len(top), len(hits)))
+        checked = [*found, *([None] * (len(hits) - len(top)))]
+        ranked = [dataclasses.replace(hits[i], rank=r + 1, inliers=checked[i]) for r, i in enumerate(order)]
+        return [h for h in ranked if h.similarity >= (min_similarity or 0.0)][:k]
 
     def search_vectors(
         self, vectors: np.ndarray, k: int = 10, min_similarity: float | None = None
     ) -> list[list[Hit]]:
-        """Search with precomputed vectors (from this index's encoder)."""
+        """Search with precomputed vectors (from this index's encoder), as they are: no mirror image
+        and no colourless comparison, which need the pixels (``search_many`` does both)."""
         vectors = np.atleast_2d(np.asarray(vectors, np.float32))
         if vectors.shape[1] != self.dim:
             raise ValueError(f"query vectors have dimension {vectors.shape[1]}, the index {self.dim}")
         _check_k(k, min_similarity)
         dist, ids = ivf.search(self.faiss, vectors, k, self.rerank_rows)
+        return self._hits(dist, ids, np.zeros(ids.shape, bool), min_similarity)
+
+    def search_queries(
+        self, queries: Queries, k: int = 10, min_similarity: float | None = None
+    ) -> list[list[Hit]]:
+        """Search with encoded queries (``Encoder.encode_queries``): straight and mirrored, colourless
+        ones without colour (``matching.py``)."""
+        _check_k(k, min_similarity)
+        enc = self.encoder
+        dist, ids, mirrored = matching.search(
+            self.faiss, queries, k, enc.colour_dim, enc.config.colour_weight, self.rerank_rows
+        )
+        return self._hits(dist, ids, mirrored, min_similarity)
+
+    def _hits(
+        self, dist: np.ndarray, ids: np.ndarray, mirrored: np.ndarray, min_similarity
+    ) -> list[list[Hit]]:
         sim = self.calibration.percent(dist)
         keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
         paths = self._metadata.paths(ids[keep])
         return [
             [
-                Hit(int(i), paths[int(i)], float(s), float(d), r + 1)
-                for r, (i, s, d, ok) in enumerate(zip(ids[q], sim[q], dist[q], keep[q]))
+                Hit(int(i), paths[int(i)], float(s), float(d), r + 1, bool(m))
+                for r, (i, s, d, m, ok) in enumerate(zip(ids[q], sim[q], dist[q], mirrored[q], keep[q]))
                 if ok
             ]
-            for q in range(len(vectors))
+            for q in range(len(ids))
         ]
 
     # ---- metadata --------------------------------------------------------------------------

@@ -108,8 +108,8 @@ def table(result: EncodedFiles, maker: Maker) -> pa.Table:
 
 
 def chunk(result: EncodedFiles, maker: Maker, ids: dict[str, int]) -> pa.Table:
-    """A build's chunk: the batch's table, each row's id (from ``ids``, path → id) and its derived
-    vectors (a list, null for most rows)."""
+    """A build's chunk: the batch's table, each row's id (from ``ids``, path → id) and the rows of
+    its derived images (``encoder.Queries.rows``; a list, null for most rows)."""
     t = table(result, maker)
     names = pathnames.of(t)
     t = t.append_column("id", pa.array([ids[p] for p in names], pa.int64()))
@@ -117,7 +117,8 @@ def chunk(result: EncodedFiles, maker: Maker, ids: dict[str, int]) -> pa.Table:
         return t
     made = [result.derived.get(p) for p in names]
     offsets = np.r_[0, np.cumsum([0 if m is None else len(m) for m in made])].astype(np.int32)
-    values = _fixed_lists(np.concatenate([m for m in made if m is not None]), maker.dim)
+    rows = np.concatenate([m for m in made if m is not None])
+    values = _fixed_lists(rows, rows.shape[1])
     mask = pa.array([m is None for m in made])
     return t.append_column(DERIVED, pa.ListArray.from_arrays(pa.array(offsets), values, mask=mask))
 

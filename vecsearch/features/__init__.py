@@ -1,7 +1,7 @@
 """Pure functions from pixels to features: no files, no indexes."""
 
-from .colour import colour_histogram
+from .colour import colour_histogram, colourless
 from .orb import orb_descriptors
 from .vlad import vlad
 
-__all__ = ["colour_histogram", "orb_descriptors", "vlad"]
+__all__ = ["colour_histogram", "colourless", "orb_descriptors", "vlad"]

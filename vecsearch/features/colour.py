@@ -12,6 +12,10 @@ import cv2
 import numpy as np
 
 SIDE = 160  # colour and texture are computed on a copy at most this large (half the encoder's 320)
+#: An image is colourless when fewer than GREY_SHARE of its pixels have channels more than
+#: GREY_SPREAD levels apart: a greyscale photo, even after JPEG put some chroma noise in it.
+GREY_SPREAD = 12
+GREY_SHARE = 0.005
 
 
 def _norm_sqrt(h: np.ndarray) -> np.ndarray:
@@ -83,6 +87,13 @@ def _edge_hist(grey: np.ndarray, g: int, flat: float = 20.0) -> np.ndarray:
     b = np.where(mag < flat, np.uint8(8), b)
     np.maximum(mag, np.float32(flat), out=mag)  # flat pixels count as much as the weakest edge
     return _grid(g, lambda bins, weights: np.bincount(bins.ravel(), weights.ravel(), minlength=9), b, mag)
+
+
+def colourless(bgr: np.ndarray) -> bool:
+    """Whether the image has no colour to compare (see GREY_SHARE)."""
+    b, g, r = cv2.split(bgr)
+    spread = cv2.subtract(cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r))
+    return int(np.count_nonzero(spread > GREY_SPREAD)) < GREY_SHARE * spread.size
 
 
 def colour_histogram(

@@ -1,0 +1,110 @@
+"""Copies of an indexed photo come back first, whatever was done to it: turned grey, mirrored,
+recoloured, cropped to half (real Holidays photos; skipped where the shared sets are missing)."""
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import skip_without
+
+import vecsearch
+from vecsearch.edits import jpeg
+from vecsearch.evaluate import load_labelled_set
+from vecsearch.verify import MIN_INLIERS
+
+SOURCES = 8
+HARSH = "50% crop, grey, JPEG 30"
+
+
+def grey(img):
+    return cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def mirror(img):
+    return np.ascontiguousarray(img[:, ::-1])
+
+
+def recolour(img):
+    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV).astype(np.int16)
+    hsv[..., 0] = (hsv[..., 0] + 25) % 180
+    hsv[..., 1] = np.clip(hsv[..., 1] * 1.4, 0, 255)
+    out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
+    return np.clip(255 * (out / 255.0) ** 0.7, 0, 255).astype(np.uint8)
+
+
+def half(img):
+    """The middle half of the photo's area (0.71 of each side)."""
+    h, w = img.shape[:2]
+    ch, cw = round(h * 0.5**0.5), round(w * 0.5**0.5)
+    return img[(h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
+
+
+EDITS = {
+    "greyscale": grey,
+    "mirror": mirror,
+    "recoloured": recolour,
+    "50% crop": half,
+    HARSH: lambda img: jpeg(grey(half(img)), 30),
+}
+
+
+@pytest.fixture(scope="module")
+def holidays(tmp_path_factory):
+    root = skip_without("holidays")
+    photos = sorted((root / "images").glob("*.jpg"))[:240]
+    folder = tmp_path_factory.mktemp("holidays")
+    for p in photos:
+        shutil.copy(p, folder)
+    index = vecsearch.build([folder], tmp_path_factory.mktemp("hidx") / "i", quiet=True)
+    data = load_labelled_set(root)
+    scene = {Path(p).name: g for p, g in zip(data.paths, data.groups)}
+    return index, sorted(folder.glob("*.jpg")), scene
+
+
+@pytest.mark.slow
+def test_every_kind_of_copy_comes_back_first(holidays):
+    """First: the photo itself; for the harshest edit, where another shot of the same scene may
+    share more of what is left, the photo or a photo of its scene."""
+    index, photos, scene = holidays
+    sources = photos[:: len(photos) // SOURCES][:SOURCES]
+    queries, expected, kinds = [], [], []
+    for src in sources:
+        img = cv2.imread(str(src))
+        for kind, edit in EDITS.items():
+            queries.append(edit(img))
+            expected.append(str(src))
+            kinds.append(kind)
+    missed = []
+    for kind, want, hits in zip(kinds, expected, index.search_many(queries, k=3)):
+        got = Path(hits[0].path).name
+        same_scene = kind == HARSH and scene[got] == scene[Path(want).name]
+        if hits[0].path != want and not same_scene:
+            missed.append((kind, Path(want).name, got))
+    assert missed == []
+
+
+@pytest.mark.slow
+def test_verification_moves_copies_first_and_says_what_it_could_not_check(holidays, tmp_path):
+    index, photos, _ = holidays
+    src = photos[3]
+    crop = half(cv2.imread(str(src)))
+    hits = index.search(crop, k=5, verify=True)
+    assert hits[0].path == str(src) and hits[0].inliers >= MIN_INLIERS
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert all(h.inliers is None or h.inliers < hits[0].inliers for h in hits[1:])
+    # A copy of the index whose files are gone: nothing can be verified, so the order is the vectors'.
+    gone = tmp_path / "gone"
+    shutil.copytree(index.path, gone)
+    copy = vecsearch.open(gone)
+    plain = copy.search(crop, k=5)
+    moved = src.with_name(src.name + ".moved")
+    src.rename(moved)
+    try:
+        checked = copy.search(crop, k=5, verify=True)
+    finally:
+        moved.rename(src)
+    assert next(h for h in checked if h.path == str(src)).inliers is None  # unreadable: not verified
+    unverified = [h.path for h in checked if h.inliers is None or h.inliers < MIN_INLIERS]
+    assert unverified == [h.path for h in plain if h.path in unverified]  # ... and kept its order
