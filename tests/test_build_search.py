@@ -104,25 +104,26 @@ def test_parallel_build_equals_in_process_build(tmp_path, photo_dir, encoder):
 def test_calibration_copies_made_while_encoding_equal_those_made_later(tmp_path, photo_dir, encoder):
     """A build makes its calibration copies from the pixels it decodes anyway; a refit (or a build
     from vectors) makes them from the files on the executor. Both must be the same copies."""
-    from vecsearch.calibrate import CopyPlan, edited_copies, encode_copies
+    from vecsearch.calibrate import CopyPlan, edited_copies, encode_copies, source_key
     from vecsearch.images import load
 
     paths, _ = sources.scan([photo_dir], quiet=True)
+    decoded = {p: load(p, encoder.config.max_side) for p in paths}
+    keys = {p: source_key(info, p) for p, (_, info) in decoded.items()}
     plan = CopyPlan(rate=0.5, copies=3, seed=7)
-    assert 0 < sum(map(plan.wants, paths)) < len(paths)
-    assert {p for p in paths if CopyPlan(0.5, 3, seed=8).wants(p)} != {
-        p for p in paths if plan.wants(p)
+    assert 0 < sum(plan.wants(keys[p]) for p in paths) < len(paths)
+    assert {p for p in paths if CopyPlan(0.5, 3, seed=8).wants(keys[p])} != {
+        p for p in paths if plan.wants(keys[p])
     }  # another seed, another sample
     # A seed whose edits enlarge some image past the encoder's working size (it must be shrunk back,
-    # as a query would be). Edits depend on the path, and tmp paths change from run to run.
-    pixels = {p: load(p, encoder.config.max_side)[0] for p in paths}
+    # as a query would be).
     seed = next(
         s
         for s in range(200)
         if any(
             max(e.shape[:2]) > encoder.config.max_side
             for p in paths
-            for e in edited_copies(pixels[p], p, 6, s)
+            for e in edited_copies(decoded[p][0], keys[p], 6, s)
         )
     )
     made = encoder.encode_files(paths, CopyPlan(rate=1.0, copies=6, seed=seed)).derived

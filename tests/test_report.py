@@ -133,7 +133,8 @@ def test_dedup_splits_a_chain_of_look_alikes_around_the_keeper(dup_index, tmp_pa
     deletion with A's group (connected components alone would put all three together)."""
     copy = tmp_path / "idx"
     shutil.copytree(dup_index.path, copy)
-    radius = dup_index.calibration.distance_for(80)
+    # The chain lies far from every photo (d² ≈ 2), so its scale, its 11th nearest image, is ≈ 2.
+    radius = dup_index.calibration.evidence_for(80) * 2.0
     rng = np.random.default_rng(0)
     u, w = np.linalg.qr(rng.standard_normal((dup_index.dim, 2)))[0].T  # far from every photo: d² ≈ 2
     step = np.arccos(1 - 0.6 * radius / 2)  # neighbours at d² = 0.6·radius; the ends at about 2.4·radius

@@ -1,15 +1,19 @@
-"""Fitting the calibration when an index is built: the sources, their edited copies, the pairs, the curve.
+"""Fitting the calibration: from edited copies when an index is built, or from a user's labels.
 
-About ``SAMPLE`` indexed images are sources. Each gets a few random everyday edits
-(``edits.random_edit``), seeded by its path, so the copies do not depend on which worker, batch or
-stage makes them. A build makes them in its encode stage from the pixels it has decoded anyway
-(``CopyPlan``, the encoder's ``derive``); where fewer than half the sample comes that way (a build
-from vectors, a refit), more sources are read on the executor (``encode_copies``).
+At build time about ``SAMPLE`` indexed images are sources. Each gets edited copies of the kind
+found in the wild (``edits.copy_edit``: one edit, sometimes a milder second), seeded by the file's
+content, so neither renaming files nor the worker, batch or stage that makes them changes them. A
+build makes them in its encode stage from the pixels it has decoded anyway (``CopyPlan``, the
+encoder's ``derive``); where fewer than half the sample comes that way (a build from vectors, a
+refit), more sources are read on the executor (``encode_copies``).
 
-Each copy queries the index. Its distance to its source is a positive; its other top-10 hits are
-negatives, except images that are as close to the source as ``EXCLUDE_QUANTILE`` of all the
-copies are to theirs (a collection with duplicates must not teach that duplicates are
-non-matches). An isotonic regression of "same picture" on distance gives the curve.
+Each copy then queries the index as a search would (``matching.py``), with the reference photos'
+vectors beside it. Its evidence against its source (the distance over the copy's scale, see
+``calibration.py``) is a positive; its other top-10 hits are negatives, except images that are as
+close to the source as ``EXCLUDE_QUANTILE`` of the copies are to theirs (a collection with
+duplicates must not teach that duplicates are non-matches). An isotonic regression of "same
+picture" on the evidence, with positives and negatives weighed to a share of ``PRIOR`` true
+matches among the hits, gives the curve.
 """
 
 from __future__ import annotations
@@ -17,60 +21,71 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import executors
-from .calibration import Calibration
-from .edits import random_edit
+from .calibration import RANK, Calibration, query_scales
+from .edits import copy_edit
 from .encoder import Encoder, Queries, example_images
-from .images import ImageError, to_pixels
+from .images import FileInfo, ImageError, to_pixels
 from .images import load as load_image
 from .stages import stage
 
 SAMPLE = 200
 K = 10  # hits per copy that can be negatives
 COPY_BATCH = 8  # sources per executor task
-#: A hit closer to a source than this quantile of the copies' distances to their sources counts as
-#: a copy too, not as a non-match (chosen on UKBench/Holidays reliability: 0.5 → ECE 0.13/0.04,
-#: 0.8 → 0.05/0.03).
-EXCLUDE_QUANTILE = 0.8
+#: An indexed image whose evidence to a source (over the source's own scale) is below this is a copy
+#: of it in the collection, not a non-match: it is left out of the negatives.
+EXCLUDE_EVIDENCE = 0.7
+#: The share of true matches the fit assumes among a query's top hits (bench/TUNING.md).
+PRIOR = 0.5
 KNOTS = 64
 
 
-def edited_copies(pixels: np.ndarray, path: str, copies: int, seed: int) -> list[np.ndarray]:
-    """``copies`` random edits of a file's decoded pixels; they depend only on its path and ``seed``."""
-    rng = np.random.default_rng([seed, zlib.crc32(path.encode("utf-8", "surrogateescape"))])
-    return [random_edit(pixels, rng) for _ in range(copies)]
+def source_key(info: FileInfo | None, path: str) -> bytes:
+    """What a source's choice and edits hang on: its content where it is known, else its path."""
+    return (
+        bytes.fromhex(info.sha1)
+        if info is not None and info.sha1
+        else path.encode("utf-8", "surrogateescape")
+    )
+
+
+def edited_copies(pixels: np.ndarray, key: bytes, copies: int, seed: int) -> list[np.ndarray]:
+    """``copies`` copy-like edits of a file's decoded pixels; they depend only on its key and ``seed``."""
+    digest = hashlib.blake2b(key, digest_size=8).digest()
+    rng = np.random.default_rng([seed, int.from_bytes(digest, "little")])
+    return [copy_edit(pixels, rng) for _ in range(copies)]
 
 
 @dataclass(frozen=True)
 class CopyPlan:
     """Which files of a build are sources (about ``rate`` of them), with how many copies each. The
-    choice hangs on a keyed hash of the path, so it is the same whatever the batches, workers or
-    restarts. Called as the encoder's ``derive``, it makes a source's copies."""
+    choice hangs on a keyed hash of the file's content, so it is the same whatever the names,
+    batches, workers or restarts. Called as the encoder's ``derive``, it makes a source's copies."""
 
     rate: float
     copies: int
     seed: int = 0
 
-    def wants(self, path: str) -> bool:
+    def wants(self, key: bytes) -> bool:
         if self.rate >= 1:
             return True
-        key = self.seed.to_bytes(8, "little")
-        h = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8, key=key)
+        h = hashlib.blake2b(key, digest_size=8, key=self.seed.to_bytes(8, "little"))
         return int.from_bytes(h.digest(), "little") < self.rate * 2**64
 
-    def __call__(self, path: str, pixels: np.ndarray) -> list[np.ndarray]:
-        return edited_copies(pixels, path, self.copies, self.seed) if self.wants(path) else []
+    def __call__(self, info: FileInfo, pixels: np.ndarray) -> list[np.ndarray]:
+        key = source_key(info, info.path)
+        return edited_copies(pixels, key, self.copies, self.seed) if self.wants(key) else []
 
 
 def copies_per_source(sources: int) -> int:
-    """Edited copies per source: enough for about 100 positives, 1 to 10 each."""
-    return max(1, min(10, -(-100 // max(1, sources))))
+    """Edited copies per source: two at least (a copy and another copy of the same photo are a
+    positive too), more in a small collection, for about 400 in all."""
+    return max(2, min(10, -(-400 // max(1, sources))))
 
 
 def copy_plan(n_paths: int, seed: int = 0) -> CopyPlan:
@@ -86,18 +101,21 @@ def encode_copies(encoder: Encoder, paths: list[str], copies: int, seed: int) ->
     side = encoder.config.max_side
     for path in paths:
         try:
-            pixels = load_image(path, side)[0]
+            pixels, info = load_image(path, side)
         except ImageError:
             read.append(False)
             continue
-        edited += [to_pixels(e, side) for e in edited_copies(pixels, path, copies, seed)]
+        edited += [to_pixels(e, side) for e in edited_copies(pixels, source_key(info, path), copies, seed)]
         read.append(True)
     rows = iter(np.split(encoder.queries(edited).rows(), np.arange(copies, len(edited), copies)))
     return [next(rows) if ok else None for ok in read]
 
 
-def fit(positive: np.ndarray, negative: np.ndarray, knots: int = KNOTS) -> Calibration:
-    """Fit P(same picture | distance) from distances of true matches and of non-matches."""
+def fit(
+    positive: np.ndarray, negative: np.ndarray, prior: float | None = PRIOR, knots: int = KNOTS
+) -> Calibration:
+    """P(same picture | evidence) from the evidence of true matches and of non-matches, the two
+    weighed to a share ``prior`` of true matches (None: as many as there are)."""
     from scipy.optimize import isotonic_regression  # half the import time of scikit-learn's
 
     positive, negative = np.asarray(positive, float), np.asarray(negative, float)
@@ -105,8 +123,11 @@ def fit(positive: np.ndarray, negative: np.ndarray, knots: int = KNOTS) -> Calib
         raise ValueError("calibration needs both matching and non-matching pairs")
     x = np.r_[positive, negative]
     y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-    at, where, count = np.unique(x, return_inverse=True, return_counts=True)  # ties: one weighted point
-    fitted = isotonic_regression(np.bincount(where, y) / count, weights=count, increasing=False).x
+    w_pos = 1.0 if prior is None else prior / (1 - prior) * len(negative) / len(positive)
+    weight = np.r_[np.full(len(positive), w_pos), np.ones(len(negative))]
+    at, where = np.unique(x, return_inverse=True)  # tied values: one weighted point
+    total = np.bincount(where, weight)
+    fitted = isotonic_regression(np.bincount(where, weight * y) / total, weights=total, increasing=False).x
     top = float(x.max()) * 1.05 + 1e-6
     grid = np.unique(np.r_[0.0, np.quantile(x, np.linspace(0, 1, knots)), top])
     prob = np.interp(grid, at, fitted)  # linear between fitted points, flat beyond them
@@ -116,6 +137,7 @@ def fit(positive: np.ndarray, negative: np.ndarray, knots: int = KNOTS) -> Calib
     fitted_on = {
         "positives": len(positive),
         "negatives": len(negative),
+        "prior": prior,
         "histogram_edges": bins.round(4).tolist(),
         "positive_histogram": np.histogram(positive, bins)[0].tolist(),
         "negative_histogram": np.histogram(negative, bins)[0].tolist(),
@@ -126,7 +148,7 @@ def fit(positive: np.ndarray, negative: np.ndarray, knots: int = KNOTS) -> Calib
 def fit_calibration(
     encoder: Encoder,
     faiss_index,
-    items: Sequence[tuple[int, str]],
+    items: Sequence[tuple[int, str, str | None]],
     quiet: bool,
     seed: int = 0,
     workers: int | None = None,
@@ -134,11 +156,11 @@ def fit_calibration(
     rerank_rows=None,
     copies: dict[int, np.ndarray] | None = None,
 ) -> Calibration:
-    """The calibration of an index: ``items`` are (id, path) of its images, ``copies`` (id →
-    vectors) the copies its encode stage made, ``rerank_rows`` a PQ index's re-ranking rows.
+    """The calibration of an index: ``items`` are (id, path, sha1) of its images, ``copies`` (id →
+    query rows) the copies its encode stage made, ``rerank_rows`` a PQ index's re-ranking rows.
 
     The sources' vectors come from the index. Where the images cannot be read from here (vectors
-    made on another machine), the example photos shipped with vecsearch stand in as sources.
+    made on another machine), the reference photos shipped with vecsearch stand in as sources.
     """
     from . import ivf  # here: workers import this module for CopyPlan, and need no FAISS
 
@@ -150,29 +172,40 @@ def fit_calibration(
             more = _more_sources(encoder, items, set(ids), seed, workers, scheduler, st)
             ids += [i for i, _ in more]
             edited += [v for _, v in more]
-        if ids:
-            v_orig = ivf.reconstruct(faiss_index, ids, rerank_rows)
-        else:
-            v_orig = np.zeros((0, encoder.dim), np.float32)
-        if len(ids) < 10:  # too few readable sources: the example photos stand in
-            examples = example_images()
-            v_orig = np.vstack([v_orig, encoder.encode(examples)])
+        v_orig = (
+            ivf.reconstruct(faiss_index, ids, rerank_rows) if ids else np.zeros((0, encoder.dim), np.float32)
+        )
+        examples = example_images()
+        background = encoder.encode(examples)
+        if len(ids) < 10:  # too few readable sources: the reference photos stand in
+            v_orig = np.vstack([v_orig, background])
             edited += encode_copies(encoder, examples, copies_per_source(len(ids) + len(examples)), seed)
             ids += [-1] * len(examples)
-        positive, negative = _pairs(encoder, faiss_index, rerank_rows, ids, v_orig, edited)
-        if len(negative) < 20:  # a tiny collection: unrelated pairs among the example photos help out
-            ex = encoder.encode(example_images())
-            negative += [float(np.sum((a - b) ** 2)) for i, a in enumerate(ex) for b in ex[i + 1 :]]
-        return fit(positive, np.array(negative))
+        positive, negative = _pairs(encoder, faiss_index, rerank_rows, ids, v_orig, edited, background)
+        cal = fit(positive, negative)
+        cal.background = background
+        cal.fitted_on["source"] = "edited copies"
+        return cal
 
 
 def _more_sources(
-    encoder: Encoder, items: Sequence[tuple[int, str]], have: set[int], seed: int, workers, scheduler, st
+    encoder: Encoder,
+    items: Sequence[tuple[int, str, str | None]],
+    have: set[int],
+    seed: int,
+    workers,
+    scheduler,
+    st,
 ) -> list[tuple[int, np.ndarray]]:
-    """(id, copies' vectors) of random indexed images read on the executor, until SAMPLE - len(have)
-    of them could be read here (vectors may have been made elsewhere)."""
-    rng = np.random.default_rng(seed)
-    candidates = (i for i in rng.permutation(len(items)) if items[i][0] not in have)
+    """(id, copies' rows) of indexed images read on the executor, in an order set by their
+    content, until SAMPLE - len(have) of them could be read here (vectors may come from elsewhere)."""
+    plan = CopyPlan(1.0, 1, seed)
+
+    def rank(item: tuple[int, str, str | None]) -> bytes:
+        key = bytes.fromhex(item[2]) if item[2] else item[1].encode("utf-8", "surrogateescape")
+        return hashlib.blake2b(key, digest_size=8, key=plan.seed.to_bytes(8, "little")).digest()
+
+    candidates = (it for it in sorted(items, key=rank) if it[0] not in have)
     order = list(itertools.islice(candidates, 5 * SAMPLE))
     work = functools.partial(encode_copies, copies=copies_per_source(min(len(items), SAMPLE)), seed=seed)
     found: list[tuple[int, np.ndarray]] = []
@@ -181,36 +214,70 @@ def _more_sources(
         chosen = order[tried : tried + SAMPLE - len(have) - len(found)]
         tried += len(chosen)
         starts = range(0, len(chosen), COPY_BATCH)
-        tasks = [(n, [items[i][1] for i in chosen[s : s + COPY_BATCH]]) for n, s in enumerate(starts)]
+        tasks = [(n, [it[1] for it in chosen[s : s + COPY_BATCH]]) for n, s in enumerate(starts)]
         here = workers if len(tasks) > 1 else 0
         done = dict(executors.run(work, encoder, tasks, here, scheduler, on_crash=lambda path: [None]))
-        for i, v in zip(chosen, (v for n, _ in tasks for v in done[n])):
+        for it, v in zip(chosen, (v for n, _ in tasks for v in done[n])):
             if v is not None:
-                found.append((items[i][0], v))
+                found.append((it[0], v))
                 st.update()
     return found
 
 
 def _pairs(
-    encoder: Encoder, faiss_index, rerank_rows, ids: list[int], v_orig: np.ndarray, edited: list[np.ndarray]
-) -> tuple[np.ndarray, list[float]]:
-    """Positive distances (copy → its source) and negative ones (copy → another image that is not
-    a copy of the source) of the sources ``ids`` (vectors ``v_orig``) and their copies (query
-    rows), measured as a search measures them (``matching.py``)."""
-    from . import ivf, matching
+    encoder: Encoder,
+    faiss_index,
+    rerank_rows,
+    ids: list[int],
+    v_orig: np.ndarray,
+    edited: list[np.ndarray],
+    background: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The evidence of the positive pairs (a copy and its source; a copy and another copy of the
+    same source) and of the negative ones (a copy and another image, indexed or a reference photo,
+    that is neither), measured as a search measures it (``matching.py``, ``query_scales``)."""
+    from . import matching
 
     owner = np.repeat(np.arange(len(ids)), [len(v) for v in edited])
     copies = Queries.from_rows(np.vstack(edited))
     cdim, w = encoder.colour_dim, encoder.config.colour_weight
-    positive = matching.distances(copies, v_orig[owner], cdim, w)
-    radius = float(np.quantile(positive, EXCLUDE_QUANTILE))
-    d_orig, i_orig = ivf.search(faiss_index, v_orig, K + 1, rerank_rows)
-    same = [
-        {sid} | {int(i) for d, i in zip(d_orig[o], i_orig[o]) if i >= 0 and d <= radius}
-        for o, sid in enumerate(ids)
-    ]
-    dist, hit, _ = matching.search(faiss_index, copies, K + 1, cdim, w, rerank_rows)
+    dist, hit, _ = matching.search(faiss_index, copies, max(K + 1, RANK), cdim, w, rerank_rows)
+    dist = np.where(hit >= 0, dist, np.inf)
+    to_refs = matching.distance_matrix(copies, background, cdim, w)
+    scale = query_scales(dist, to_refs)
+    same = _duplicates(faiss_index, rerank_rows, ids, v_orig, background)
+    positive = list(matching.distances(copies, v_orig[owner], cdim, w) / scale)
+    siblings = matching.distance_matrix(copies, copies.vectors, cdim, w) / scale[:, None]
+    for q, o in enumerate(owner):
+        positive += [siblings[q, j] for j in np.flatnonzero(owner == o) if j != q]
     negative = []
     for q, o in enumerate(owner):
-        negative += [float(d) for d, i in zip(dist[q], hit[q]) if i >= 0 and int(i) not in same[o]][:K]
-    return positive, negative
+        found = [(d, int(i)) for d, i in zip(dist[q], hit[q]) if i >= 0 and int(i) not in same[o]]
+        refs = [
+            (d, -2) for r, d in enumerate(to_refs[q]) if ids[o] != -1 or r != o - (len(ids) - len(background))
+        ]
+        negative += [d / scale[q] for d, _ in sorted(found + refs)[:K]]
+    return np.array(positive), np.array(negative)
+
+
+def _duplicates(
+    faiss_index, rerank_rows, ids: list[int], v_orig: np.ndarray, background: np.ndarray
+) -> list[set]:
+    """Each source's id and those of the indexed images that are, to the source itself, as near as
+    copies are (evidence under EXCLUDE_EVIDENCE): its duplicates in the collection, which must not
+    be taught as non-matches."""
+    from . import ivf
+
+    d, found = ivf.search(faiss_index, v_orig, RANK + 1, rerank_rows)
+    own = found == np.asarray(ids)[:, None]
+    d = np.where((found >= 0) & ~own, d, np.inf)
+    refs = np.maximum(
+        (v_orig**2).sum(1)[:, None] + (background**2).sum(1)[None, :] - 2 * v_orig @ background.T, 0
+    )
+    refs = np.where(refs > 1e-9, refs, np.inf)  # a reference photo is not its own neighbour
+    scale = query_scales(d, refs)
+    return [
+        {sid}
+        | {int(i) for dd, i in zip(d[o], found[o]) if np.isfinite(dd) and dd <= EXCLUDE_EVIDENCE * scale[o]}
+        for o, sid in enumerate(ids)
+    ]

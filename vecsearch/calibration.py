@@ -1,8 +1,17 @@
-"""The calibration curve: distance → similarity percentage, on the query side.
+"""The calibration curve, on the query side: a hit's evidence → its similarity percentage.
 
-The curve is fitted when an index is built (``calibrate.py``) and kept as knots: P(same picture)
-at increasing squared-L2 distances. Applying it is ``np.interp``, so a query needs no fitting
-library.
+The percentage is the estimated probability that the hit is the same picture as the query (the
+same photo, after everyday edits: resized, cropped, re-compressed, recoloured, mirrored, greyscale,
+stamped). The evidence of a hit is its distance relative to the query's own scale: the distance of
+the query's ``rank``-th nearest image, the first beyond a top ten. A copy's scale is set by the
+non-matches around it, so a harshly edited copy, which lies close to everything, is not taken for
+a near one, and an ordinary photo's nearest unrelated images do not look like copies. The
+reference photos shipped with vecsearch (their vectors are in the file) count as images for the
+scale, so a query in a tiny index has one too.
+
+The curve is fitted when an index is built (``calibrate.py``) and kept as knots; applying it is
+``np.interp``, so a query needs no fitting library. Files written before the relative evidence
+(``model: isotonic``) map raw distances and still answer as they did.
 """
 
 from __future__ import annotations
@@ -14,56 +23,105 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = 1
+FORMAT = 2
+RANK = 11  # a query's scale: the distance of its 11th nearest image (the index and the references)
+
+
+def query_scales(
+    hit_distances: np.ndarray, background_distances: np.ndarray | None, rank: int = RANK
+) -> np.ndarray:
+    """Each query's scale: the ``rank``-th smallest of its distances to its hits (inf where
+    missing) and to the reference vectors."""
+    pool = np.atleast_2d(np.asarray(hit_distances, np.float64))
+    if background_distances is not None:
+        pool = np.hstack([pool, np.atleast_2d(background_distances)])
+    kth = min(rank, pool.shape[1]) - 1
+    scale = np.partition(pool, kth, axis=1)[:, kth]
+    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
 @dataclass
 class Calibration:
-    distance: np.ndarray  # knots, increasing squared-L2 distances, starting at 0
-    probability: np.ndarray  # non-increasing, 1.0 at distance 0
-    fitted_on: dict = field(default_factory=dict)  # how many pairs, histograms of the distances
+    knots: np.ndarray  # increasing evidence values (raw squared-L2 distances for the legacy model)
+    probability: np.ndarray  # non-increasing, 1.0 at 0
+    fitted_on: dict = field(default_factory=dict)  # where the fit came from, its pairs, histograms
+    relative: bool = True  # False: a legacy curve of raw distances
+    background: np.ndarray | None = None  # reference vectors, (b, dim): they count for a query's scale
+    rank: int = RANK
 
-    def percent(self, distances: np.ndarray) -> np.ndarray:
-        """Similarity in percent (0–100) for squared-L2 distances."""
+    def hits_needed(self, k: int) -> int:
+        """How many hits a search must fetch to give ``k`` of them their percentages."""
+        return max(k, self.rank) if self.relative else k
+
+    def scales(self, hit_distances: np.ndarray, background_distances: np.ndarray | None) -> np.ndarray:
+        """Each query's scale (``query_scales``); ones for a legacy curve."""
+        if not self.relative:
+            return np.ones(len(np.atleast_2d(hit_distances)))
+        return query_scales(hit_distances, background_distances, self.rank)
+
+    def evidence(self, distances: np.ndarray, scales: np.ndarray | None = None) -> np.ndarray:
         d = np.maximum(np.asarray(distances, np.float64), 0.0)
-        return 100.0 * np.interp(d, self.distance, self.probability)
+        if not self.relative or scales is None:
+            return d
+        return d / np.asarray(scales, np.float64).reshape(-1, *([1] * (d.ndim - 1)))
 
-    def distance_for(self, percent: float) -> float:
-        """The largest distance whose similarity is still ≥ ``percent`` (for range filters): the
-        inverse of the piecewise-linear curve ``percent`` applies; -1 if no distance reaches it."""
+    def percent(self, distances: np.ndarray, scales: np.ndarray | None = None) -> np.ndarray:
+        """Similarity in percent (0–100) of hits at these squared-L2 distances from queries of
+        these scales (row by row)."""
+        return self.percent_at(self.evidence(distances, scales))
+
+    def percent_at(self, evidence: np.ndarray) -> np.ndarray:
+        """Similarity in percent (0–100) at these evidence values."""
+        return 100.0 * np.interp(evidence, self.knots, self.probability)
+
+    def evidence_for(self, percent: float) -> float:
+        """The largest evidence whose similarity is still ≥ ``percent`` (for range filters; times a
+        query's scale, a distance): the inverse of the piecewise-linear curve; -1 if none reaches it."""
         p = percent / 100.0
         ok = np.flatnonzero(self.probability >= p)
         if not len(ok):
             return -1.0
         i = int(ok[-1])
-        if i == len(self.distance) - 1:
-            return float(self.distance[i])
+        if i == len(self.knots) - 1:
+            return float(self.knots[i])
         drop = self.probability[i] - self.probability[i + 1]
         t = (self.probability[i] - p) / drop if drop > 0 else 0.0
-        return float(self.distance[i] + t * (self.distance[i + 1] - self.distance[i]))
+        return float(self.knots[i] + t * (self.knots[i + 1] - self.knots[i]))
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "format": FORMAT,
-                "model": "isotonic",
-                "distance": self.distance.round(6).tolist(),
-                "probability": self.probability.round(6).tolist(),
-                "fitted_on": self.fitted_on,
-            },
-            indent=1,
-        )
+        raw = {
+            "format": FORMAT,
+            "model": "relative" if self.relative else "isotonic",
+            "distance": self.knots.round(6).tolist(),  # the knots' name from format 1
+            "probability": self.probability.round(6).tolist(),
+            "fitted_on": self.fitted_on,
+        }
+        if self.relative:
+            raw["rank"] = self.rank
+            raw["background"] = [] if self.background is None else np.round(self.background, 6).tolist()
+        return json.dumps(raw, indent=1)
 
     @classmethod
     def from_json(cls, text: str, source: str = "calibration") -> Calibration:
         try:
             raw = json.loads(text)
             d, p = np.asarray(raw["distance"], np.float64), np.asarray(raw["probability"], np.float64)
+            relative = raw.get("model", "isotonic") == "relative"
+            background = (
+                np.asarray(raw.get("background") or np.zeros((0, 0)), np.float32) if relative else None
+            )
+            rank = int(raw.get("rank", RANK))
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{source}: damaged calibration ({e})") from None
+        if int(raw.get("format", 1)) > FORMAT:
+            raise ValueError(
+                f"{source}: calibration format {raw['format']} is newer than this vecsearch reads"
+            )
         if d.ndim != 1 or d.shape != p.shape or len(d) < 2 or np.any(np.diff(d) < 0):
             raise ValueError(f"{source}: damaged calibration (knots not increasing)")
-        return cls(d, p, raw.get("fitted_on", {}))
+        if background is not None and background.size == 0:
+            background = None
+        return cls(d, p, raw.get("fitted_on", {}), relative, background, rank)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:

@@ -1,11 +1,12 @@
 """Near-duplicate groups over a whole index, without an N×N matrix.
 
-Vectors are read back from the index in batches, each batch is range-searched at the distance that
-the calibration maps to the similarity threshold, and the pairs found are joined into candidate
-groups (connected components of a sparse graph). Memory grows with the number of pairs, not N².
-A group is then its keeper and the images within the threshold of the keeper itself: a chain of
-look-alikes (A~B, B~C, but not A~C) is split, so that nothing is offered for deletion that is not
-a near-duplicate of the image kept.
+Each image's radius is the distance the calibration maps to the similarity threshold at that
+image's scale (its 11th nearest image, ``calibration.py``). Vectors are read back from the index
+in batches, each batch is range-searched, and the pairs found are joined into candidate groups
+(connected components of a sparse graph). Memory grows with the number of pairs, not N². A group
+is then its keeper and the images within the keeper's own radius: a chain of look-alikes (A~B,
+B~C, but not A~C) is split, so that nothing is offered for deletion that is not a near-duplicate
+of the image kept.
 """
 
 from __future__ import annotations
@@ -41,24 +42,39 @@ def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> li
     of it."""
     if not 0 < min_similarity <= 100:
         raise ValueError(f"min_similarity is a percentage from 0 (excluded) to 100, not {min_similarity!r}")
-    radius = index.calibration.distance_for(min_similarity)
+    reach = index.calibration.evidence_for(min_similarity)
     meta = index.metadata()
     ids = meta["id"].to_numpy()
-    if radius < 0 or len(ids) < 2:
+    if reach < 0 or len(ids) < 2:
         return []
     full = ivf.load(index.version.file("index"), mmap=False)
     ivf.set_nprobe(full, index.manifest.index.nprobe)
     with ivf.by_id(full):
-        return _groups(index, full, meta, ids, radius, progress)
+        return _groups(index, full, meta, ids, reach, progress)
 
 
-def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) -> list[list[Member]]:
+def _scales(index: Index, full, ids: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The calibration's scale of each of the images ``ids`` (vectors ``x``) as a query, itself left
+    out of its neighbours."""
+    cal = index.calibration
+    if not cal.relative:
+        return np.ones(len(ids))
+    dist, found = ivf.search(full, x, cal.rank + 1, index.rerank_rows)
+    dist = np.where((found >= 0) & (found != ids[:, None]), dist, np.inf)
+    background = None
+    if cal.background is not None:
+        b = cal.background
+        background = np.maximum((x**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * x @ b.T, 0)
+    return cal.scales(dist, background)
+
+
+def _groups(index: Index, full, meta, ids: np.ndarray, reach: float, progress) -> list[list[Member]]:
     from scipy.sparse.csgraph import connected_components
 
     def vectors(some: np.ndarray) -> np.ndarray:
         return ivf.reconstruct(full, some, index.rerank_rows)
 
-    graph = _near_pairs(index, full, ids, radius, vectors, progress)
+    graph, radius, scale = _near_pairs(index, full, ids, reach, vectors, progress)
     if graph is None:
         return []
     _, label = connected_components(graph, directed=False)
@@ -83,10 +99,11 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
         vecs = vectors(ids[members])
         left = np.arange(len(members))
         while len(left) > 1:  # the best image left keeps what is near it; the rest is grouped again
+            keeper = members[left[0]]
             d = ((vecs[left] - vecs[left[0]]) ** 2).sum(1)
-            near = d <= radius + 1e-6
+            near = d <= radius[keeper] + 1e-6
             if near.sum() > 1:
-                sim = index.calibration.percent(d[near])
+                sim = index.calibration.percent(d[near][None, :], scale[[keeper]])[0]
                 groups.append(
                     [member(m, n == 0, float(s)) for n, (m, s) in enumerate(zip(members[left[near]], sim))]
                 )
@@ -95,27 +112,32 @@ def _groups(index: Index, full, meta, ids: np.ndarray, radius: float, progress) 
     return groups
 
 
-def _near_pairs(index: Index, full, ids: np.ndarray, radius: float, vectors, progress):
-    """The sparse graph (positions in ``ids``) of the pairs within ``radius``, found by range
-    search in batches; None if there is no pair."""
+def _near_pairs(index: Index, full, ids: np.ndarray, reach: float, vectors, progress):
+    """The sparse graph (positions in ``ids``) of the pairs within the first one's radius, found by
+    range search in batches (None if there is no pair), with every image's radius and scale."""
     from scipy.sparse import coo_matrix
 
     pos = {int(i): n for n, i in enumerate(ids)}
     rows, cols = [], []
+    radius, scale = np.zeros(len(ids)), np.ones(len(ids))
     for start in range(0, len(ids), BATCH):
         batch = ids[start : start + BATCH]
         x = vectors(batch)
-        lims, _, found = full.range_search(x, radius + 1e-6)
+        scale[start : start + len(batch)] = _scales(index, full, batch, x)
+        r = reach * scale[start : start + len(batch)]
+        radius[start : start + len(batch)] = r
+        lims, dists, found = full.range_search(x, float(r.max()) + 1e-6)
         for q in range(len(batch)):
-            near = found[lims[q] : lims[q + 1]]
+            near, d = found[lims[q] : lims[q + 1]], dists[lims[q] : lims[q + 1]]
             if index.rerank_rows is not None and len(near):  # PQ distances are coarse: confirm exactly
-                near = near[((index.rerank_rows.get(near) - x[q]) ** 2).sum(1) <= radius + 1e-6]
-            for j in near:
+                d = ((index.rerank_rows.get(near) - x[q]) ** 2).sum(1)
+            for j in near[d <= r[q] + 1e-6]:
                 if j != batch[q] and int(j) in pos:
                     rows.append(start + q)
                     cols.append(pos[int(j)])
         if progress:
             progress(len(batch))
     if not rows:
-        return None
-    return coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids)))
+        return None, radius, scale
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids)))
+    return graph, radius, scale

@@ -24,7 +24,7 @@ from .features import colour_histogram, colourless, orb_descriptors, vlad
 from .features.colour import SIDE as COLOUR_SIDE
 from .features.vlad import unpack_bits
 from .files import replacing
-from .images import ImageError, ImageInput, to_pixels
+from .images import FileInfo, ImageError, ImageInput, to_pixels
 from .images import load as load_image
 from .manifest import ENCODER_FILE, encoder_file
 from .vectors import EncodedFiles, table
@@ -167,7 +167,7 @@ def _views(pixels: list[np.ndarray], needed: int, seed: int) -> list[np.ndarray]
 
 
 #: Images made from a file's decoded pixels, to be encoded too (``Encoder.encode_files``).
-Derive = Callable[[str, np.ndarray], Sequence[np.ndarray]]
+Derive = Callable[[FileInfo, np.ndarray], Sequence[np.ndarray]]
 
 
 @dataclass
@@ -315,7 +315,7 @@ class Encoder:
     def encode_files(self, paths: Sequence[str], derive: Derive | None = None) -> EncodedFiles:
         """Encode files, skipping (and reporting) the ones that cannot be read or decoded.
 
-        ``derive(path, pixels)`` may return images made from a file's decoded pixels (calibration's
+        ``derive(info, pixels)`` may return images made from a file's decoded pixels (calibration's
         edited copies); they are encoded as queries (``Queries.rows``), shrunk to the working size
         as a query would be.
         """
@@ -325,7 +325,7 @@ class Encoder:
             try:
                 pixels, info = load_image(path, self.config.max_side)
                 f = extract(pixels, self.config)
-                made = derive(path, pixels) if derive is not None else ()
+                made = derive(info, pixels) if derive is not None else ()
                 if made:
                     derived[path] = [to_pixels(m, self.config.max_side) for m in made]
                 feats.append(f)

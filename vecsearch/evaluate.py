@@ -194,7 +194,7 @@ def evaluate_search(data: LabelledSet, index, verify: bool = False) -> dict:
     for qi, hits in zip(data.queries, results):
         top = [h for h in hits if position[h.path] != qi][:10]
         similarity += [h.similarity for h in top]
-        distance += [h.distance for h in top]
+        distance += [h.evidence for h in top]
         relevant += [data.groups[position[h.path]] == data.groups[qi] for h in top]
     table, ece = reliability(np.array(similarity), np.array(relevant))
     return {
@@ -213,7 +213,7 @@ def calibration_spread(
     seeds: Sequence[int] = range(1, 6),
     workers: int | None = None,
 ) -> list[float]:
-    """ECE of the same hits (``top10`` = distances, relevant) under calibrations refitted on other
+    """ECE of the same hits (``top10`` = evidence, relevant) under calibrations refitted on other
     random draws of sources and edits (the build used seed 0): how much the stated percentages
     depend on which images the calibration happened to draw."""
     from . import ivf, pathnames
@@ -222,7 +222,7 @@ def calibration_spread(
 
     ix = open_index(index_dir)
     meta = ix.metadata()
-    items = list(zip(meta["id"].to_pylist(), pathnames.of(meta)))
+    items = list(zip(meta["id"].to_pylist(), pathnames.of(meta), meta["sha1"].to_pylist()))
     full = ivf.load(ix.version.file("index"), mmap=False)
     distance, relevant = top10[:2]
     eces = []
@@ -230,7 +230,7 @@ def calibration_spread(
         cal = fit_calibration(
             ix.encoder, full, items, True, seed=s, workers=workers, rerank_rows=ix.rerank_rows
         )
-        eces.append(reliability(cal.percent(distance), relevant)[1])
+        eces.append(reliability(cal.percent_at(distance), relevant)[1])
     return eces
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1
+#: 2: the calibration may be relative (calibration.py), which format 1 readers would misread.
+FORMAT = 2
 MANIFEST = "manifest.json"
 ENCODER_FILE = "encoder.npz"
 WORK = ".build"  # the work directory of an unfinished build or add (workdir.py)

@@ -79,3 +79,21 @@ def distances(queries: Queries, targets: np.ndarray, colour_dim: int, colour_wei
     d1 = _rescaled(np.sum((straight - targets) ** 2, axis=1), grey, colour_weight)
     d2 = _rescaled(np.sum((mirrored - targets) ** 2, axis=1), grey, colour_weight) + MIRROR_PENALTY
     return np.minimum(d1, d2)
+
+
+def distance_matrix(
+    queries: Queries, targets: np.ndarray, colour_dim: int, colour_weight: float
+) -> np.ndarray:
+    """(queries, targets): the distance ``search`` gives each query to each target vector."""
+    straight, mirrored = _prepared(queries, colour_dim)
+    targets = np.asarray(targets, np.float32)
+    grey = queries.colourless[:, None].repeat(len(targets), 1)
+
+    def squared(a: np.ndarray) -> np.ndarray:
+        return np.maximum(
+            (a * a).sum(1)[:, None] + (targets * targets).sum(1)[None, :] - 2 * a @ targets.T, 0.0
+        )
+
+    d1 = _rescaled(squared(straight), grey, colour_weight)
+    d2 = _rescaled(squared(mirrored), grey, colour_weight) + MIRROR_PENALTY
+    return np.minimum(d1, d2)

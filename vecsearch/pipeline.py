@@ -122,7 +122,7 @@ def build(
         if not len(meta):
             why = "; ".join(f"{p}: {r}" for p, r in got.skipped[:3])
             raise NoImagesError(f"none of the {got.n_ids} files could be read as an image ({why})")
-        items = list(zip(meta["id"].to_pylist(), pathnames.of(meta)))
+        items = list(zip(meta["id"].to_pylist(), pathnames.of(meta), meta["sha1"].to_pylist()))
         copies = got.inventory.derived
         cal = fit_calibration(
             enc,

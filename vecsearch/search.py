@@ -32,6 +32,7 @@ class Hit:
     distance: float
     rank: int = 1
     mirrored: bool = False  # found through the query's mirror image
+    evidence: float = 0.0  # what the percentage is read from: the distance over the query's scale
     inliers: int | None = None  # with verification: keypoint inliers (None: not verified)
 
 
@@ -189,8 +190,15 @@ class Index:
         if vectors.shape[1] != self.dim:
             raise ValueError(f"query vectors have dimension {vectors.shape[1]}, the index {self.dim}")
         _check_k(k, min_similarity)
-        dist, ids = ivf.search(self.faiss, vectors, k, self.rerank_rows)
-        return self._hits(dist, ids, np.zeros(ids.shape, bool), min_similarity)
+        cal = self.calibration
+        dist, ids = ivf.search(self.faiss, vectors, cal.hits_needed(k), self.rerank_rows)
+        background = None
+        if cal.relative and cal.background is not None:
+            b = cal.background
+            background = np.maximum(
+                (vectors**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * vectors @ b.T, 0
+            )
+        return self._hits(dist, ids, np.zeros(ids.shape, bool), background, k, min_similarity)
 
     def search_queries(
         self, queries: Queries, k: int = 10, min_similarity: float | None = None
@@ -198,22 +206,34 @@ class Index:
         """Search with encoded queries (``Encoder.encode_queries``): straight and mirrored, colourless
         ones without colour (``matching.py``)."""
         _check_k(k, min_similarity)
-        enc = self.encoder
+        enc, cal = self.encoder, self.calibration
+        cdim, w = enc.colour_dim, enc.config.colour_weight
         dist, ids, mirrored = matching.search(
-            self.faiss, queries, k, enc.colour_dim, enc.config.colour_weight, self.rerank_rows
+            self.faiss, queries, cal.hits_needed(k), cdim, w, self.rerank_rows
         )
-        return self._hits(dist, ids, mirrored, min_similarity)
+        background = None
+        if cal.relative and cal.background is not None:
+            background = matching.distance_matrix(queries, cal.background, cdim, w)
+        return self._hits(dist, ids, mirrored, background, k, min_similarity)
 
     def _hits(
-        self, dist: np.ndarray, ids: np.ndarray, mirrored: np.ndarray, min_similarity
+        self, dist: np.ndarray, ids: np.ndarray, mirrored: np.ndarray, background, k: int, min_similarity
     ) -> list[list[Hit]]:
-        sim = self.calibration.percent(dist)
+        """The first k hits of each query with their percentages (a query's scale comes from all its
+        hits and its distances to the reference vectors, ``background``)."""
+        dist = np.where(ids >= 0, dist, np.inf)
+        cal = self.calibration
+        evidence = cal.evidence(dist, cal.scales(dist, background))
+        sim = cal.percent_at(evidence)
+        dist, ids, mirrored, sim, evidence = (a[:, :k] for a in (dist, ids, mirrored, sim, evidence))
         keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
         paths = self._metadata.paths(ids[keep])
         return [
             [
-                Hit(int(i), paths[int(i)], float(s), float(d), r + 1, bool(m))
-                for r, (i, s, d, m, ok) in enumerate(zip(ids[q], sim[q], dist[q], mirrored[q], keep[q]))
+                Hit(int(i), paths[int(i)], float(s), float(d), r + 1, bool(m), float(e))
+                for r, (i, s, d, m, e, ok) in enumerate(
+                    zip(ids[q], sim[q], dist[q], mirrored[q], evidence[q], keep[q])
+                )
                 if ok
             ]
             for q in range(len(ids))

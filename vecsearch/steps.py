@@ -22,7 +22,7 @@ from .calibration import Calibration
 from .encoder import Derive, Encoder
 from .encoding import encode_batches
 from .files import write_bytes
-from .manifest import Counts, EncoderEntry, IndexSpec, Manifest, Version
+from .manifest import FORMAT, Counts, EncoderEntry, IndexSpec, Manifest, Version
 from .stages import stage
 from .vectors import FACTS, VectorFiles, chunk, vectors_of, write_parquet
 from .workdir import WorkDir
@@ -179,6 +179,7 @@ def commit(job: Job, new: NewVersion) -> Version:
             counts=Counts(len(new.metadata), len(new.skipped), max_id),
             libraries=store.library_versions(),
             encoder_trained_on=new.encoder_trained_on or before.encoder_trained_on,
+            format=FORMAT if new.calibration.relative else before.format,
         )
         version = store.commit(job.root, files, manifest, job.previous)
         st.update(len(new.metadata))
