@@ -1,6 +1,11 @@
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+from conftest import skip_without
 
+import vecsearch
 from vecsearch.calibrate import fit
 from vecsearch.calibration import Calibration, query_scales
 
@@ -43,3 +48,118 @@ def test_relative_evidence_is_the_distance_over_the_queries_scale():
     np.testing.assert_allclose(scales, [1.0, 2.0])  # the 3rd smallest of each query's distances
     np.testing.assert_allclose(cal.evidence(hits, scales)[:, 0], [0.2, 0.2])
     assert cal.percent(hits, scales)[0, 0] == cal.percent(hits, scales)[1, 0]  # the same evidence
+
+
+# ---- on real photos ----------------------------------------------------------------------------
+
+
+def _copies_collection(tmp_path, examples, n_copies=5, seed=0):
+    """The example photos and ``n_copies`` copy-like edits of each (as copies are made)."""
+    import cv2
+
+    from vecsearch.edits import copy_edit
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    groups = {}
+    for p in examples:
+        name = Path(p).stem
+        img = cv2.imread(p)
+        cv2.imwrite(str(folder / f"{name}.jpg"), img)
+        groups[str(folder / f"{name}.jpg")] = name
+        for c in range(n_copies):
+            out = folder / f"{name}-copy{c}.jpg"
+            cv2.imwrite(str(out), copy_edit(img, rng))
+            groups[str(out)] = name
+    return folder, groups
+
+
+@pytest.mark.slow
+def test_a_collection_of_copies_gives_most_copies_70_percent_or_more(tmp_path, examples, encoder):
+    folder, groups = _copies_collection(tmp_path, examples)
+    index = vecsearch.build([folder], tmp_path / "idx", encoder=encoder, workers=0, quiet=True)
+    paths = sorted(groups)
+    alike, high = 0, 0
+    for q, hits in zip(paths, index.search_many(paths, k=10)):
+        for h in hits:
+            if h.path != q and groups[h.path] == groups[q]:
+                alike += 1
+                high += h.similarity >= 70
+    assert alike > 0 and high / alike > 0.5, (high, alike)
+
+
+@pytest.mark.slow
+def test_an_unrelated_photo_stays_low_in_a_tiny_index(tmp_path, examples, encoder):
+    folder, _ = _copies_collection(tmp_path, [p for p in examples if "rocket" not in p][:4], n_copies=4)
+    index = vecsearch.build([folder], tmp_path / "idx", encoder=encoder, workers=0, quiet=True)
+    assert len(index) == 20
+    rocket = next(p for p in examples if "rocket" in p)
+    assert max(h.similarity for h in index.search(rocket, k=20)) < 5
+
+
+@pytest.mark.slow
+def test_the_same_pair_scores_alike_in_a_small_and_a_large_index(tmp_path):
+    """A random 50-image part of the copy-detection set, whole groups and distractors in the same
+    proportions, against the whole set: the same query-hit pairs' percentages."""
+    import csv
+
+    root = skip_without("copies")
+    with open(root / "groups.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_group: dict[str, list[str]] = {}
+    for r in rows:
+        by_group.setdefault(r["group"], []).append(str(root / r["path"]))
+    grouped = [g for g, m in by_group.items() if len(m) > 1]
+    single = [m[0] for g, m in by_group.items() if len(m) == 1]
+    rng = np.random.default_rng(0)
+    share = sum(len(by_group[g]) for g in grouped) / len(rows)
+    part: list[str] = []
+    for g in rng.permutation(grouped):
+        if len(part) + len(by_group[g]) > 50 * share:
+            break
+        part += by_group[g]
+    part += list(rng.choice(single, 50 - len(part), replace=False))
+    large = vecsearch.build([str(root / r["path"]) for r in rows], tmp_path / "large", quiet=True)
+    small = vecsearch.build(part, tmp_path / "small", encoder=large.encoder, quiet=True)  # the same vectors
+    queries = [p for p in part if len(by_group[next(g for g, m in by_group.items() if p in m)]) > 1]
+    moved = []
+    for a, b in zip(small.search_many(queries, k=5), large.search_many(queries, k=30)):
+        in_large = {h.path: h.similarity for h in b}
+        moved += [abs(h.similarity - in_large[h.path]) for h in a if h.path in in_large]
+    assert moved and np.mean(moved) <= 5, (np.mean(moved), len(moved))
+
+
+def test_calibrate_from_labels_round_trip_and_bad_labels(tmp_path, built, photo_dir):
+    import json
+    import subprocess
+    import sys
+
+    from test_commands import snapshot, vs
+
+    idx = tmp_path / "idx"
+    shutil.copytree(built.path, idx)
+    photos = sorted(str(p) for p in Path(photo_dir).rglob("*.jpg"))
+    good = tmp_path / "labels.csv"
+    good.write_text("path,group\n" + "".join(f"{p},{i % 3}\n" for i, p in enumerate(photos)))
+    before = snapshot(idx)
+    bad = {
+        "unknown.csv": f"path,group\n{photos[0]},a\n/nowhere/x.jpg,b\n",
+        "one-kind.csv": "a,b,same\n" + "".join(f"{photos[0]},{p},1\n" for p in photos[1:]),
+        "header.csv": "file,label\nx.jpg,1\n",
+        "too-few.csv": f"path,group\n{photos[0]},a\n{photos[1]},a\n",
+    }
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        p = vs("calibrate", "--index", idx, "--labels", tmp_path / name)
+        assert p.returncode == 2 and len(p.err.strip().splitlines()) == 1, (name, p.err)
+        assert snapshot(idx) == before, name  # refused: nothing changed
+    p = vs("calibrate", "--index", idx, "--labels", good)
+    assert p.returncode == 0, p.err
+    info = json.loads(vs("info", "--index", idx, "--format", "json").out)
+    assert info["version"] == built.version.number + 1 and info["calibration"]["source"] == "labels"
+    assert info["calibration"]["labels"] == str(good)
+    table = vs("info", "--index", idx).out
+    assert "from labels" in table
+    opened = subprocess.run([sys.executable, "-c", f"import vecsearch; vecsearch.open({str(idx)!r})"])
+    assert opened.returncode == 0

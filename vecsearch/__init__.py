@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .embedding import embed, train
     from .encoder import Encoder, EncoderConfig
-    from .pipeline import add, build, remove
+    from .pipeline import add, build, recalibrate, remove
     from .search import Hit, Index
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "build",
     "embed",
     "open",
+    "recalibrate",
     "remove",
     "train",
 ]
@@ -41,6 +42,7 @@ _LAZY = {
     "EncoderConfig": ("encoder", "EncoderConfig"),
     "ImageError": ("images", "ImageError"),
     "add": ("pipeline", "add"),
+    "recalibrate": ("pipeline", "recalibrate"),
     "remove": ("pipeline", "remove"),
     "embed": ("embedding", "embed"),
     "train": ("embedding", "train"),

@@ -21,13 +21,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from . import executors
-from .calibration import RANK, Calibration, query_scales
+from .calibration import RANK, Calibration, query_scales, reliability
 from .edits import copy_edit
 from .encoder import Encoder, Queries, example_images
 from .images import FileInfo, ImageError, to_pixels
@@ -281,3 +284,131 @@ def _duplicates(
         | {int(i) for dd, i in zip(d[o], found[o]) if np.isfinite(dd) and dd <= EXCLUDE_EVIDENCE * scale[o]}
         for o, sid in enumerate(ids)
     ]
+
+
+# ---- a user's labels --------------------------------------------------------------------------
+
+MIN_PAIRS = 10  # of each kind, to fit a curve on
+HELD_OUT = 0.2  # of the labels, kept out of the fit to measure it
+
+
+@dataclass
+class Labels:
+    """A user's labels: images in groups (``path,group``: same group, same thing) or pairs
+    (``a,b,same``). Paths relative to the labels file's folder, or absolute."""
+
+    file: str
+    groups: dict[str, str] | None = None
+    pairs: list[tuple[str, str, bool]] | None = None
+
+
+def read_labels(path: str | os.PathLike) -> Labels:
+    """The labels in a CSV file with the header ``path,group`` or ``a,b,same``; ValueError naming
+    the file and the line when it is not one."""
+    import csv
+
+    f = Path(path).expanduser()
+    try:
+        with open(f, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, csv.Error) as e:
+        raise ValueError(f"{f}: cannot read labels ({e})") from None
+    base = f.resolve().parent
+    where = lambda p: os.path.abspath(base / os.path.expanduser(p))  # noqa: E731
+    columns = set(rows[0]) if rows else set()
+    if {"path", "group"} <= columns:
+        return Labels(str(f), groups={where(r["path"]): r["group"] for r in rows if r["path"]})
+    if {"a", "b", "same"} <= columns:
+        pairs = []
+        for line, r in enumerate(rows, 2):
+            same = str(r["same"]).strip().lower()
+            if same not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(
+                    f"{f}:{line}: 'same' must be 1 or 0 (or true/false, yes/no), not {r['same']!r}"
+                )
+            pairs.append((where(r["a"]), where(r["b"]), same in ("1", "true", "yes")))
+        return Labels(str(f), pairs=pairs)
+    found = ", ".join(sorted(columns)) or "nothing"
+    raise ValueError(f"{f}: labels need the header 'path,group' or 'a,b,same' (found {found})")
+
+
+def fit_labels(index, labels: Labels, seed: int = 0) -> Calibration:
+    """A curve of "same thing" (as the labels mean it) on the evidence of labelled pairs among the
+    labelled images' top hits (or of the labelled pairs), fitted on most of them; the rest measure
+    it (``fitted_on["held_out"]``). ValueError, and nothing fitted, when the labels cannot teach."""
+    from . import pathnames
+
+    meta = index.metadata()
+    id_of = dict(zip(pathnames.of(meta), meta["id"].to_pylist()))
+    named = (
+        set(labels.groups) if labels.groups is not None else {p for a, b, _ in labels.pairs for p in (a, b)}
+    )
+    unknown = sorted(p for p in named if p not in id_of)
+    if unknown:
+        raise ValueError(
+            f"{labels.file}: {len(unknown)} labelled images are not in the index (first: {unknown[0]}); "
+            "label indexed images only"
+        )
+    rng = np.random.default_rng(seed)
+    if labels.groups is not None:
+        names = sorted(set(labels.groups.values()))
+        held = (
+            set(rng.choice(names, max(1, round(HELD_OUT * len(names))), replace=False))
+            if len(names) > 1
+            else set()
+        )
+        sets = _group_pairs(index, labels.groups, id_of, held)
+    else:
+        held_rows = rng.random(len(labels.pairs)) < HELD_OUT
+        sets = _listed_pairs(index, labels.pairs, id_of, held_rows)
+    (fit_e, fit_y), (test_e, test_y) = sets
+    if fit_y.sum() < MIN_PAIRS or (~fit_y).sum() < MIN_PAIRS:
+        raise ValueError(
+            f"{labels.file}: too few pairs to fit on ({int(fit_y.sum())} alike and {int((~fit_y).sum())} "
+            f"not, need {MIN_PAIRS} of each): label more images, of more than one kind"
+        )
+    cal = fit(fit_e[fit_y], fit_e[~fit_y], prior=None)
+    cal.background, cal.rank = index.calibration.background, index.calibration.rank
+    if cal.background is None:
+        cal.background = index.encoder.encode(example_images())
+    held_out = {"pairs": len(test_y)}
+    if len(test_y) and 0 < test_y.sum() < len(test_y):
+        stated = cal.percent_at(test_e)
+        held_out["ECE"] = round(reliability(stated, test_y)[1], 4)
+        for t in (70, 90):
+            s = stated >= t
+            held_out[f"precision_at_{t}"] = round(float(test_y[s].mean()), 4) if s.any() else None
+            held_out[f"recall_at_{t}"] = round(float(s[test_y].mean()), 4)
+    cal.fitted_on |= {
+        "source": "labels",
+        "labels": labels.file,
+        "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "held_out": held_out,
+    }
+    return cal
+
+
+def _group_pairs(index, groups: dict[str, str], id_of: dict, held: set) -> tuple:
+    """(evidence, alike) of the labelled hits among each labelled image's top ten, for the images
+    of groups not ``held`` out, and for those of the held-out groups."""
+    group_of = {id_of[p]: g for p, g in groups.items()}
+    ids = np.array(sorted(group_of))
+    hits = index.search_vectors(index.vectors(ids), k=11)
+    out = {True: ([], []), False: ([], [])}
+    for i, found in zip(ids, hits):
+        bucket = out[group_of[i] in held]
+        for h in [h for h in found if h.id != i][:10]:
+            if h.id in group_of:
+                bucket[0].append(h.evidence)
+                bucket[1].append(group_of[h.id] == group_of[i])
+    return tuple((np.array(e, float), np.array(y, bool)) for e, y in (out[False], out[True]))
+
+
+def _listed_pairs(index, pairs: list[tuple[str, str, bool]], id_of: dict, held: np.ndarray) -> tuple:
+    """(evidence, alike) of the listed pairs: b as a hit of a, the ones not ``held`` out and the rest."""
+    a = np.array([id_of[x] for x, _, _ in pairs])
+    b = np.array([id_of[y] for _, y, _ in pairs])
+    same = np.array([s for _, _, s in pairs], bool)
+    xa, xb = index.vectors(a), index.vectors(b)
+    evidence = ((xa - xb) ** 2).sum(1) / index.scales(xa, exclude=a)
+    return (evidence[~held], same[~held]), (evidence[held], same[held])

@@ -126,3 +126,30 @@ class Calibration:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:
         return cls.from_json(Path(path).read_text(), os.fspath(path))
+
+
+def reliability(similarity: np.ndarray, relevant: np.ndarray, bins: int = 10) -> tuple[list[dict], float]:
+    """Reliability table of reported percentages against the truth, and the expected calibration error.
+
+    ``similarity`` in percent; each bin reports its count, mean stated %, and fraction truly relevant.
+    """
+    p = np.clip(np.asarray(similarity, float) / 100.0, 0, 1)
+    relevant = np.asarray(relevant, bool)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        m = which == b
+        if not m.any():
+            continue
+        stated, observed = float(p[m].mean()), float(relevant[m].mean())
+        ece += m.sum() / len(p) * abs(stated - observed)
+        table.append(
+            {
+                "bin": f"{edges[b] * 100:.0f}-{edges[b + 1] * 100:.0f}%",
+                "n": int(m.sum()),
+                "stated": stated,
+                "observed": observed,
+            }
+        )
+    return table, float(ece)

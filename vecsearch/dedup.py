@@ -53,21 +53,6 @@ def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> li
         return _groups(index, full, meta, ids, reach, progress)
 
 
-def _scales(index: Index, full, ids: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The calibration's scale of each of the images ``ids`` (vectors ``x``) as a query, itself left
-    out of its neighbours."""
-    cal = index.calibration
-    if not cal.relative:
-        return np.ones(len(ids))
-    dist, found = ivf.search(full, x, cal.rank + 1, index.rerank_rows)
-    dist = np.where((found >= 0) & (found != ids[:, None]), dist, np.inf)
-    background = None
-    if cal.background is not None:
-        b = cal.background
-        background = np.maximum((x**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * x @ b.T, 0)
-    return cal.scales(dist, background)
-
-
 def _groups(index: Index, full, meta, ids: np.ndarray, reach: float, progress) -> list[list[Member]]:
     from scipy.sparse.csgraph import connected_components
 
@@ -123,7 +108,7 @@ def _near_pairs(index: Index, full, ids: np.ndarray, reach: float, vectors, prog
     for start in range(0, len(ids), BATCH):
         batch = ids[start : start + BATCH]
         x = vectors(batch)
-        scale[start : start + len(batch)] = _scales(index, full, batch, x)
+        scale[start : start + len(batch)] = index.scales(x, exclude=batch)
         r = reach * scale[start : start + len(batch)]
         radius[start : start + len(batch)] = r
         lims, dists, found = full.range_search(x, float(r.max()) + 1e-6)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from . import ivf, pathnames, rerank, steps, store
-from .calibrate import copy_plan, fit_calibration
+from .calibrate import copy_plan, fit_calibration, fit_labels, read_labels
 from .calibration import Calibration
 from .encoder import Encoder, EncoderConfig
 from .encoding import train_encoder
@@ -239,6 +239,20 @@ def remove(paths: Sources, index: str | os.PathLike, *, missing: bool = False, q
         new = steps.NewVersion(enc, faiss_index, spec, _without(meta, gone), cal, skipped, rows_file)
         steps.commit(steps.Job(root, previous, steps.Executor(), quiet), new)
     return len(gone)
+
+
+def recalibrate(index: str | os.PathLike, labels: str | os.PathLike, *, quiet: bool = False) -> Index:
+    """Refit the index's calibration on a user's labels (``path,group`` or ``a,b,same``, see
+    ``calibrate.read_labels``), as one new version: the percentage then means "the same thing" as
+    the labels mean it. A file that cannot teach (unknown paths, one kind of pair only, too few
+    pairs) is refused with ValueError, and nothing changes."""
+    root = Path(index).expanduser()
+    taught = read_labels(labels)
+    with store.writer_lock(root):
+        previous = read_version(root)
+        cal = fit_labels(open_index(root), taught)
+        steps.commit_calibration(steps.Job(root, previous, steps.Executor(), quiet), cal)
+    return open_index(root)
 
 
 @dataclass

@@ -44,6 +44,11 @@ class Answer:
     error: str | None = None
 
 
+def _squared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) squared L2 distances."""
+    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
+
+
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
     batch: list = []
     for item in items:
@@ -178,7 +183,15 @@ class Index:
         )
         order = verify_mod.rerank(found) + list(range(len(top), len(hits)))
         checked = [*found, *([None] * (len(hits) - len(top)))]
-        ranked = [dataclasses.replace(hits[i], rank=r + 1, inliers=checked[i]) for r, i in enumerate(order)]
+        ranked = [
+            dataclasses.replace(
+                hits[i],
+                rank=r + 1,
+                inliers=checked[i],
+                similarity=verify_mod.adjusted(hits[i].similarity, checked[i]),
+            )
+            for r, i in enumerate(order)
+        ]
         return [h for h in ranked if h.similarity >= (min_similarity or 0.0)][:k]
 
     def search_vectors(
@@ -192,12 +205,9 @@ class Index:
         _check_k(k, min_similarity)
         cal = self.calibration
         dist, ids = ivf.search(self.faiss, vectors, cal.hits_needed(k), self.rerank_rows)
-        background = None
-        if cal.relative and cal.background is not None:
-            b = cal.background
-            background = np.maximum(
-                (vectors**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * vectors @ b.T, 0
-            )
+        background = (
+            _squared(vectors, cal.background) if cal.relative and cal.background is not None else None
+        )
         return self._hits(dist, ids, np.zeros(ids.shape, bool), background, k, min_similarity)
 
     def search_queries(
@@ -238,6 +248,23 @@ class Index:
             ]
             for q in range(len(ids))
         ]
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The indexed vectors of ``ids`` (as searches measure them: re-ranking rows for PQ)."""
+        return ivf.reconstruct(self.faiss, np.asarray(ids, np.int64), self.rerank_rows)
+
+    def scales(self, vectors: np.ndarray, exclude: Sequence[int] | None = None) -> np.ndarray:
+        """The calibration's scale of each vector as a query (``calibration.query_scales``), the
+        ids ``exclude`` (its own entry) left out of its neighbours."""
+        vectors = np.atleast_2d(np.asarray(vectors, np.float32))
+        cal = self.calibration
+        if not cal.relative:
+            return np.ones(len(vectors))
+        dist, found = ivf.search(self.faiss, vectors, cal.rank + 1, self.rerank_rows)
+        if exclude is not None:
+            found = np.where(found == np.asarray(exclude)[:, None], -1, found)
+        dist = np.where(found >= 0, dist, np.inf)
+        return cal.scales(dist, _squared(vectors, cal.background) if cal.background is not None else None)
 
     # ---- metadata --------------------------------------------------------------------------
     def metadata(self, ids: Sequence[int] | None = None) -> pa.Table:

@@ -184,3 +184,22 @@ def commit(job: Job, new: NewVersion) -> Version:
         version = store.commit(job.root, files, manifest, job.previous)
         st.update(len(new.metadata))
     return version
+
+
+def commit_calibration(job: Job, calibration: Calibration) -> Version:
+    """A new version that differs from the previous one only in its calibration (every other file
+    is shared with it)."""
+    before = job.previous.manifest
+    with stage("commit", quiet=job.quiet) as st:
+        files = {role: job.previous.file(role) for role in before.files if role != "calibration"}
+        files["calibration"] = job.next_file("calibration", ".json")
+        write_bytes(files["calibration"], calibration.to_json().encode())
+        manifest = dataclasses.replace(
+            before,
+            version=before.version + 1,
+            libraries=store.library_versions(),
+            format=FORMAT if calibration.relative else before.format,
+        )
+        version = store.commit(job.root, files, manifest, job.previous)
+        st.update(before.counts.images)
+    return version

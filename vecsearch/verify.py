@@ -100,6 +100,22 @@ def evidence(
         return list(pool.map(one, candidates))
 
 
+#: How much more often a candidate passes verification when it is a copy than when it is not: the
+#: likelihood ratios of passing and of failing, measured on the shared copy-detection set's top-10
+#: hits (bench/TUNING.md); a checked hit's percentage is the vector's, moved by them.
+PASSED_RATIO = 18.0
+FAILED_RATIO = 0.016
+
+
+def adjusted(percent: float, found: int | None) -> float:
+    """A hit's percentage with its verification's evidence: unchanged when it was not checked."""
+    if found is None:
+        return percent
+    p = min(max(percent / 100.0, 1e-4), 1 - 1e-4)
+    odds = p / (1 - p) * (PASSED_RATIO if found >= MIN_INLIERS else FAILED_RATIO)
+    return 100.0 * odds / (1 + odds)
+
+
 def rerank(found: Sequence[int | None], min_inliers: int = MIN_INLIERS) -> list[int]:
     """The new order of candidates (best first) whose inliers are ``found``: the verified ones (at
     least min_inliers) first, then the others, each in their order (sorting the verified ones by
