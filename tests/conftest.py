@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,35 @@ from vecsearch.edits import crop, jpeg, rescale
 from vecsearch.encoder import Encoder, example_images
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SCRIPT = Path(sys.executable).with_name("vecsearch")
+
+
+def script() -> str:
+    """The installed ``vecsearch`` command."""
+    return str(SCRIPT) if SCRIPT.exists() else shutil.which("vecsearch")
+
+
+def vs(*args, cwd=None, timeout=120):
+    p = subprocess.run([script(), *map(str, args)], capture_output=True, cwd=cwd, timeout=timeout)
+    p.out, p.err = p.stdout.decode("utf-8", "surrogateescape"), p.stderr.decode("utf-8", "surrogateescape")
+    assert "Traceback" not in p.err, p.err
+    return p
+
+
+def snapshot(root: Path) -> dict:
+    """Every file under root with its bytes' hash: equal snapshots mean nothing was changed."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def refused(p, *words):
+    assert p.returncode == 2, (p.returncode, p.err)
+    assert p.out == "", p.out
+    lines = p.err.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), p.err
 
 
 def mild_edit(img: np.ndarray, seed: int = 0) -> np.ndarray:

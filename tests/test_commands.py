@@ -2,7 +2,6 @@
 installed ``vecsearch`` script in a subprocess; exit status, stdout holding only results, and
 nothing changed on disk where a command was refused."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -13,32 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(sys.executable).with_name("vecsearch")
-
-
-def vs(*args, cwd=None, timeout=120):
-    exe = str(SCRIPT) if SCRIPT.exists() else shutil.which("vecsearch")
-    p = subprocess.run([exe, *map(str, args)], capture_output=True, cwd=cwd, timeout=timeout)
-    p.out, p.err = p.stdout.decode("utf-8", "surrogateescape"), p.stderr.decode("utf-8", "surrogateescape")
-    assert "Traceback" not in p.err, p.err
-    return p
-
-
-def snapshot(root: Path) -> dict:
-    """Every file under root with its bytes' hash: equal snapshots mean nothing was changed."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
-def refused(p, *words):
-    assert p.returncode == 2, (p.returncode, p.err)
-    assert p.out == "", p.out
-    lines = p.err.strip().splitlines()
-    assert len(lines) == 1 and all(w in lines[0] for w in words), p.err
+from conftest import refused, script, snapshot, vs
 
 
 @pytest.fixture(scope="module")
@@ -367,7 +341,7 @@ def test_17_killing_a_build_ends_its_workers(tmp_path, examples, enc_file):
     for i in range(40):
         for p in examples:
             shutil.copy(p, src / f"{i}-{Path(p).name}")
-    exe = str(SCRIPT) if SCRIPT.exists() else shutil.which("vecsearch")
+    exe = script()
     args = [
         "build",
         src,

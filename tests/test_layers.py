@@ -41,6 +41,8 @@ LAYERS = [
     "evaluate",
     "arguments",
     "output",
+    "static",
+    "server",
     "commands",
     "cli",
     "__init__",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .encoder import Encoder, EncoderConfig
     from .pipeline import add, build, recalibrate, remove
     from .search import Hit, Index
+    from .server import create_app
 
 __all__ = [
     "Encoder",
@@ -27,6 +28,7 @@ __all__ = [
     "__version__",
     "add",
     "build",
+    "create_app",
     "embed",
     "open",
     "recalibrate",
@@ -46,6 +48,7 @@ _LAZY = {
     "remove": ("pipeline", "remove"),
     "embed": ("embedding", "embed"),
     "train": ("embedding", "train"),
+    "create_app": ("server", "create_app"),
 }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from .arguments import UsageError, Value
-from .output import relative, render, write_stdout
+from .output import hit_fields, member_fields, relative, render, write_stdout
 from .sizes import parse_bytes
 
 DEFAULT_INDEX = "indexes/default"
@@ -253,12 +253,13 @@ def query(
 
     A hit's percentage is the estimated probability that it is the same picture as the query (the
     same photo after everyday edits: resized, cropped, re-compressed, recoloured, mirrored, grey);
-    vecsearch calibrate teaches it another meaning. Every query appears in the output: one that has no hits gets a single row with empty hit
-    fields (null in JSON). A query that cannot be read is reported on stderr and the others are
-    answered. A query is also searched as its mirror image, and one without colour by its texture
-    and keypoints alone. With --verify the top 30 candidates are checked keypoint by keypoint and
-    the verified copies come first (an inliers column; slower, and the indexed files must be
-    readable: a hit whose file is not keeps its place, with no inliers).
+    vecsearch calibrate teaches it another meaning. Every query appears in the output: one that
+    has no hits gets a single row with empty hit fields (null in JSON). A query that cannot be
+    read is reported on stderr and the others are answered. A query is also searched as its mirror
+    image, and one without colour by its texture and keypoints alone. With --verify the top 20
+    candidates are checked keypoint by keypoint and the verified copies come first (an inliers
+    column; slower, and the indexed files must be readable: a hit whose file is not keeps its
+    place, with no inliers).
 
     Args:
         images: query images: files, folders (every image inside), globs or .txt lists
@@ -314,18 +315,7 @@ def query(
     columns = ["query", "rank", "similarity", "distance", "id", "path", *(["inliers"] if verify else [])]
     rows = []
     for q, hits in answered:
-        found = [
-            {
-                "query": shown(q),
-                "rank": h.rank,
-                "similarity": round(h.similarity, 1),
-                "distance": round(h.distance, 4),
-                "id": h.id,
-                "path": shown(h.path),
-                "inliers": h.inliers,
-            }
-            for h in hits
-        ]
+        found = [{"query": shown(q), **hit_fields(h, shown)} for h in hits]
         rows += found or [{**dict.fromkeys(columns), "query": shown(q), "note": note}]
     write_stdout(render(rows, format, columns, group_by="query"))
     if html:
@@ -375,11 +365,7 @@ def dedup(
     with stage("dedup", len(idx), quiet=quiet) as st:
         groups = find_groups(idx, min_similarity, st.update)
     shown = relative(relative_to)
-    rows = [
-        dict(group=n, **{**m.as_dict(), "path": shown(m.path), "similarity": round(m.similarity, 1)})
-        for n, g in enumerate(groups, 1)
-        for m in g
-    ]
+    rows = [{"group": n, **member_fields(m, shown)} for n, g in enumerate(groups, 1) for m in g]
     data = render(rows, format, ["group", "path", "keep", "similarity", "width", "height", "bytes", "id"])
     if out:
         write_bytes(targets[0], data)
@@ -671,6 +657,119 @@ def demo(index: Dir = "indexes/demo", quiet: bool = False) -> int:
         return query(copy, index=index, k=5)
 
 
+def serve(
+    index: Dir = DEFAULT_INDEX,
+    host: Annotated[str, Value("HOST", words="an address")] = "127.0.0.1",
+    port: Annotated[int, Value("PORT", low=1, high=65535)] = 8765,
+    token_file: File = None,
+    max_upload: Annotated[str, Value("SIZE", parse=parse_bytes, words="a size like 25M")] = "25M",
+    workers: Annotated[int | None, Value("N", low=1)] = None,
+    quiet: bool = False,
+) -> int:
+    """Serve the index over HTTP: a web page where you drop a photo, and a JSON API.
+
+    The index stays open and moves to each new version that add, remove or build commit, without
+    a restart; if a new version cannot be opened the old one is served and /healthz says why.
+    Bound to a loopback address (the default) the API is open to this machine; bound to any other
+    address every /api call needs a token, read from --token-file or the VECSEARCH_TOKEN
+    environment variable (never from the command line, where ps would show it). Ctrl-C or SIGTERM
+    stops it after the requests in flight.
+
+    Endpoints: / (the page), POST /api/search (images as multipart files or one raw image;
+    k, min_similarity, verify), POST /api/search/vector, GET /api/info, GET /api/images/ID,
+    GET /api/images/ID/thumbnail, GET /api/dedup?min_similarity=90, GET /healthz, and the
+    OpenAPI description at /api/docs.
+
+    Args:
+        index: the index directory
+        host: the address to listen on; any other than loopback needs a token
+        port: the port to listen on
+        token_file: a file holding the token clients must send (Authorization: Bearer TOKEN)
+        max_upload: the largest request body accepted (larger ones get 413)
+        workers: threads encoding uploads (default: one per core)
+        quiet: no access log
+
+    Examples:
+        vecsearch serve --index indexes/photos
+        vecsearch serve --index indexes/photos --host 0.0.0.0 --port 8080 --token-file secret.txt
+    """
+    import signal
+
+    try:
+        import uvicorn
+
+        from .server import create_app
+    except ImportError as e:
+        raise UsageError(
+            f"serve needs the server's packages ({e.name} is missing): pip install 'vecsearch[serve]'"
+        ) from None
+    max_upload = parse_bytes(max_upload)
+    token = _token(token_file)
+    if token is None and not _loopback(host):
+        raise UsageError(
+            f"--host {host} is reachable from other machines: give a token with --token-file FILE "
+            "or the VECSEARCH_TOKEN environment variable"
+        )
+    listener = _listen(host, port)
+    setup_logging(quiet=False)
+    app = create_app(index, token=token, max_upload=max_upload, workers=workers, access_log=not quiet)
+    shown = f"[{host}]" if ":" in host else host
+    say(f"serving {index} ({app.state.served.index.info()['images']:,} images) at http://{shown}:{port}/")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again for the handler it
+    # found: a no-op here, so that a requested stop exits 0 rather than as killed.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.Server(config).run(sockets=[listener])
+    if not quiet:
+        say("stopped")
+    return OK
+
+
+def _token(token_file: str | None) -> str | None:
+    if token_file is not None:
+        try:
+            token = Path(token_file).expanduser().read_text().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--token-file {token_file}: cannot read it ({_reason(e)})") from None
+        if not token:
+            raise UsageError(f"--token-file {token_file}: the file is empty")
+        return token
+    return os.environ.get("VECSEARCH_TOKEN", "").strip() or None
+
+
+def _reason(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+    import socket
+
+    try:
+        found = socket.getaddrinfo(host, None)
+    except OSError:
+        raise UsageError(f"--host {host}: no such address") from None
+    return all(ipaddress.ip_address(a[4][0].split("%")[0]).is_loopback for a in found)
+
+
+def _listen(host: str, port: int):
+    """The listening socket, made here so that a taken port is one clear line before any work."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"--host {host} --port {port}: cannot listen there ({_reason(e)})") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 COMMANDS = {
     "build": build,
     "add": add,
@@ -682,5 +781,6 @@ COMMANDS = {
     "calibrate": calibrate,
     "embed": embed,
     "train": train,
+    "serve": serve,
     "demo": demo,
 }

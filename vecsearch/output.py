@@ -68,6 +68,23 @@ def write_stdout(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
+def hit_fields(hit, path: Callable[[str], str] = shown) -> dict:
+    """A search hit as ``query --format json`` and the server's API show it."""
+    return {
+        "rank": hit.rank,
+        "similarity": round(hit.similarity, 1),
+        "distance": round(hit.distance, 4),
+        "id": hit.id,
+        "path": path(hit.path),
+        "inliers": hit.inliers,
+    }
+
+
+def member_fields(member, path: Callable[[str], str] = shown) -> dict:
+    """A member of a near-duplicate group as ``dedup --format json`` and the server's API show it."""
+    return {**member.as_dict(), "path": path(member.path), "similarity": round(member.similarity, 1)}
+
+
 def relative(base: str | None) -> Callable[[str], str]:
     """How paths are printed: as stored (absolute), or relative to a folder the user names."""
     if base is None:

@@ -249,6 +249,10 @@ class Index:
             for q in range(len(ids))
         ]
 
+    def paths(self, ids: Sequence[int]) -> dict[int, str]:
+        """id → path of those of ``ids`` that are indexed."""
+        return self._metadata.paths(np.asarray(ids, np.int64))
+
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The indexed vectors of ``ids`` (as searches measure them: re-ranking rows for PQ)."""
         return ivf.reconstruct(self.faiss, np.asarray(ids, np.int64), self.rerank_rows)

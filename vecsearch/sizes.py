@@ -16,8 +16,8 @@ def parse_bytes(text: str | int | float | None) -> int | None:
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[iI]?[bB]?\s*", str(text))
         if not m:
-            raise ValueError(f"memory budget {text!r} is not a size like 512M or 4G")
+            raise ValueError(f"{text!r} is not a size like 512M or 4G")
         size = int(float(m.group(1)) * UNITS[m.group(2).lower()])
     if size <= 0:
-        raise ValueError(f"memory budget {text!r} must be more than 0 bytes")
+        raise ValueError(f"a size must be more than 0 bytes, not {text!r}")
     return size
