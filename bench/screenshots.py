@@ -1,9 +1,12 @@
-"""The screenshots in docs/ (a results gallery and a near-duplicate page), from the shipped photos.
+"""The screenshots in docs/ (a results gallery, a near-duplicate page and the page of
+``vecsearch serve``), from the shipped photos.
 
     python -m bench.screenshots
 
 Builds an index of the example photos plus edited copies of three of them, writes the two HTML
-pages and renders them with headless Chromium. Only the public-domain/CC0 example photos appear.
+pages and renders them with headless Chromium, then serves the index and drops a query on the
+served page (Playwright driving the same Chromium). Only the public-domain/CC0 example photos
+appear.
 """
 
 from __future__ import annotations
@@ -52,6 +55,45 @@ def shoot(page: Path, out: Path, size: str, profile: Path) -> None:
     )
 
 
+def shoot_served(index: Path, query: Path, out: Path) -> None:
+    """The served page after a search for ``query``, all thumbnails loaded."""
+    import socket
+    import time
+
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        ["vecsearch", "serve", "--index", str(index), "--port", str(port), "--quiet"],
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1320, "height": 900})
+            page.goto(url)
+            page.set_input_files("#pick", str(query))
+            page.wait_for_selector("#results .hit")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#results .hit img')].every(i => i.naturalWidth > 0)"
+            )
+            page.screenshot(path=str(out))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -79,7 +121,8 @@ def main() -> None:
         )
         shoot(gallery, DOCS / "gallery.png", "1320,800", tmp / "p1")
         shoot(dedup, DOCS / "dedup.png", "1320,800", tmp / "p2")
-    print(f"wrote {DOCS / 'gallery.png'} and {DOCS / 'dedup.png'}")
+        shoot_served(index.path, query, DOCS / "serve.png")
+    print(f"wrote {DOCS / 'gallery.png'}, {DOCS / 'dedup.png'} and {DOCS / 'serve.png'}")
 
 
 if __name__ == "__main__":

@@ -275,7 +275,7 @@ def help_text(command: str, fn: Callable) -> str:
     usage = " ".join([f"vecsearch {command}", *(f"[{o.flag}]" for o in pos), "[options]"])
     out = [f"usage: {usage}", "", _wrap(doc.summary, 0)]
     if doc.description:
-        out += ["", *(_wrap(p, 0) for p in doc.description.split("\n\n"))]
+        out += [line for p in doc.description.split("\n\n") for line in ("", _wrap(p, 0))]
     if pos:
         out += ["", "arguments:", *(_entry(o.flag, o.help) for o in pos)]
     out += ["", "options:"]

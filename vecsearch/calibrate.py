@@ -9,9 +9,10 @@ refit), more sources are read on the executor (``encode_copies``).
 
 Each copy then queries the index as a search would (``matching.py``), with the reference photos'
 vectors beside it. Its evidence against its source (the distance over the copy's scale, see
-``calibration.py``) is a positive; its other top-10 hits are negatives, except images that are as
-close to the source as ``EXCLUDE_QUANTILE`` of the copies are to theirs (a collection with
-duplicates must not teach that duplicates are non-matches). An isotonic regression of "same
+``calibration.py``) is a positive, and so is its evidence against another copy of the same
+source; its other top-10 hits are negatives, except the source's own duplicates in the
+collection (evidence against the source under ``EXCLUDE_EVIDENCE``: a collection with duplicates
+must not teach that duplicates are non-matches). An isotonic regression of "same
 picture" on the evidence, with positives and negatives weighed to a share of ``PRIOR`` true
 matches among the hits, gives the curve.
 """

@@ -685,8 +685,8 @@ def serve(
         host: the address to listen on; any other than loopback needs a token
         port: the port to listen on
         token_file: a file holding the token clients must send (Authorization: Bearer TOKEN)
-        max_upload: the largest request body accepted (larger ones get 413)
-        workers: threads encoding uploads (default: one per core)
+        max_upload: the largest request body accepted; larger ones get 413
+        workers: threads encoding uploads; one per core by default
         quiet: no access log
 
     Examples:
