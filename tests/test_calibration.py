@@ -135,7 +135,7 @@ def test_calibrate_from_labels_round_trip_and_bad_labels(tmp_path, built, photo_
     import subprocess
     import sys
 
-    from test_commands import snapshot, vs
+    from conftest import snapshot, vs
 
     idx = tmp_path / "idx"
     shutil.copytree(built.path, idx)

@@ -1,5 +1,5 @@
 """The ``vecsearch`` command: the whole command line is checked against the command's signature
-(``arguments.py``) before the command runs (``commands.py``).
+(``arguments.py``) before the command runs (``commands/``).
 
 Errors a user can fix (a bad argument, a missing or damaged index, an unreadable query, no images)
 print one line on stderr and exit 2; see each command's help for its other exit statuses.
@@ -11,7 +11,8 @@ import os
 import sys
 
 from .arguments import UsageError, closest, help_text, overview, parse, wants_help
-from .commands import COMMANDS, ERROR
+from .commands import COMMANDS
+from .commands.common import ERROR
 
 
 def main(argv: list[str] | None = None) -> int:
