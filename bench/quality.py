@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import stability
 from bench.results import header, md_table, write_section
 from vecsearch.encoder import EncoderConfig
 from vecsearch.evaluate import (
@@ -44,6 +45,7 @@ TARGETS = {
 COPIES = {"recall@1": 0.99, "every edit's mAP": 0.92}  # the copy-detection set's other floors
 ALL_QUERIES = {"wang"}  # sets evaluated with every image as a query (classic protocol)
 METHODS = ("vecsearch", "vecsearch --verify", "pHash", "colour-hist")
+PR = ("P@70", "R@70", "P@90", "R@90")  # precision and recall of "every hit at or above 70% / 90%"
 
 
 def run_set(name: str, data_root: Path, work: Path, workers: int | None, verify: bool, config=None) -> dict:
@@ -136,7 +138,8 @@ def _targets(results: dict) -> list[str]:
     ]
 
 
-def _calibration(name: str, v: dict) -> list[str]:
+def _calibration(name: str, r: dict) -> list[str]:
+    v = r["vecsearch"]
     out = [
         f"\n### Calibration on {name}: top-10 hits of every query (query excluded), relevant = same "
         f"group; ECE = {v['ECE']:.3f}\n\n"
@@ -151,12 +154,19 @@ def _calibration(name: str, v: dict) -> list[str]:
         "\nThe same hits under calibrations refitted on other random draws of sources and edits (seeds "
         f"1–{len(every) - 1}; the build's is seed 0): "
         f"ECE {', '.join(f'{e:.3f}' for e in v['ECE_other_seeds'])}; over all {len(every)}: mean "
-        f"{np.mean(every):.3f}, sd {np.std(every):.3f}.\n"
+        f"{np.mean(every):.3f}, sd {np.std(every):.3f}.\n\n"
     )
+    rows = []
+    for method in ("vecsearch", "vecsearch --verify"):
+        if method in r:
+            _, relevant, similarity = r[method]["top10"]
+            pr = stability.precision_recall(similarity, relevant)
+            rows.append([method, f"{r[method]['ECE']:.3f}", *(f"{pr[k]:.3f}" for k in PR)])
+    out.append(md_table(["ranking", "ECE", *PR], rows))
     return out
 
 
-def section(results: dict[str, dict], started: str) -> str:
+def section(results: dict[str, dict], started: str, stable: dict | None = None) -> str:
     out = [
         started,
         "\nvecsearch = a real `vecsearch.build` of the set with default settings, ranked through "
@@ -169,8 +179,97 @@ def section(results: dict[str, dict], started: str) -> str:
         out += _retrieval(name, r)
     out += _targets(results)
     for name, r in results.items():
-        out += _calibration(name, r["vecsearch"])
+        out += _calibration(name, r)
+    if stable:
+        out += _stability(stable)
     return "".join(out)
+
+
+def _stability(s: dict) -> list[str]:
+    out = ["\n### How steady the percentage is (copies set unless named)\n\n"]
+    rows = []
+    if "renamed" in s:
+        r = s["renamed"]
+        rows.append(
+            [
+                "the same files under other names (a fresh build)",
+                f"ECE {r['ECE']:.3f} → {r['ECE renamed']:.3f}",
+                f"{r['pairs']} same pairs moved {r['moved mean']:.1f} points on average (p90 "
+                f"{r['moved p90']:.1f})",
+            ]
+        )
+    if "sizes" in s:
+        r = s["sizes"]
+        rows.append(
+            [
+                f"{r['parts']} random 50-image parts, same make-up, the whole set's encoder",
+                "",
+                f"{r['pairs']} same pairs moved {r['moved mean']:.1f} points on average (p90 "
+                f"{r['moved p90']:.1f}, "
+                f"max {r['moved max']:.1f})",
+            ]
+        )
+    if "tiny" in s:
+        r = s["tiny"]
+        rows.append(
+            [
+                f"{r['indexes']} random 20-image indexes, {r['queries'] // r['indexes']} unrelated Holidays "
+                "photos (of scenes the set did not take) queried in each",
+                "",
+                f"best hit {r['max']:.1f}% at most ({r['mean']:.1f}% on average)",
+            ]
+        )
+    if "makeup" in s:
+        r = s["makeup"]
+        rows.append(
+            [
+                f"the other {r['added']} shared photos added ({r['images']} images)",
+                f"ECE {r['ECE']:.3f}",
+                f"at ≥ 70%: precision {r['P@70']:.3f}, recall {r['R@70']:.3f}; at ≥ 90%: {r['P@90']:.3f}, "
+                f"{r['R@90']:.3f}",
+            ]
+        )
+        w = r["without other shots"]
+        rows.append(
+            [
+                f"the same, leaving out the {r['other shots']} hits that are other shots of the "
+                f"query's scene or object ({r['other shots ≥ 70']} of them stated ≥ 70%)",
+                f"ECE {w['ECE']:.3f}",
+                f"at ≥ 70%: precision {w['P@70']:.3f}, recall {w['R@70']:.3f}; at ≥ 90%: {w['P@90']:.3f}, "
+                f"{w['R@90']:.3f}",
+            ]
+        )
+    for name, r in s.get("labels", {}).items():
+        rows.append(
+            [
+                f"{name}: `calibrate --labels` on half of the groups ({r['labelled images']} images), "
+                f"the other half's {r['queries']} queries",
+                f"ECE {r['ECE before']:.3f} → {r['ECE after']:.3f}",
+                f"at ≥ 70%: precision {r['P@70']:.3f}, recall {r['R@70']:.3f}",
+            ]
+        )
+    out.append(md_table(["what", "ECE", "percentages"], rows))
+    return out
+
+
+def steadiness(data_root: Path, work: Path, results: dict) -> dict:
+    """The stability figures (bench/stability.py) of the sets that were built."""
+    t0 = time.time()
+    out: dict = {}
+    if "copies" in results:
+        copies = load_labelled_set(data_root / "copies")
+        built = work / "quality-copies"
+        out["renamed"] = stability.renamed(copies, work / "stability", built)
+        out["sizes"] = stability.sizes(copies, work / "stability", built)
+        out["tiny"] = stability.tiny(copies, work / "stability", stability.strangers(data_root))
+        out["makeup"] = stability.makeup(data_root, work / "stability")
+    out["labels"] = {
+        name: stability.labels(name, data_root, work / "stability", work / f"quality-{name}")
+        for name in ("ukbench", "holidays")
+        if name in results
+    }
+    print(f"stability: {time.time() - t0:.0f}s", file=sys.stderr)
+    return out
 
 
 def variant(settings: list[str]) -> EncoderConfig:
@@ -194,6 +293,7 @@ def main() -> None:
     )
     ap.add_argument("--workers", type=int, default=None, help="build workers (default: every core)")
     ap.add_argument("--no-verify", action="store_true", help="leave out the (slow) --verify rankings")
+    ap.add_argument("--no-stability", action="store_true", help="leave out the stability figures")
     ap.add_argument(
         "--config",
         nargs="+",
@@ -212,7 +312,8 @@ def main() -> None:
     results = {
         name: run_set(name, args.data, args.work, args.workers, not args.no_verify) for name in args.sets
     }
-    text = section(results, started) + f"\nWhole run: {time.time() - t0:.0f} s.\n"
+    stable = None if args.no_stability else steadiness(args.data, args.work, results)
+    text = section(results, started, stable) + f"\nWhole run: {time.time() - t0:.0f} s.\n"
     print(text)
     write_section("quality", text)
 

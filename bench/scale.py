@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 import vecsearch
 from bench.results import header, md_table, write_section
-from bench.speed import FLOOR, median_walls, vecsearch_command
+from bench.speed import BYTECODE, FLOOR, bytecode, median_walls, vecsearch_command
 from vecsearch import vectors as vt
 from vecsearch.encoding import encode_batches
 from vecsearch.evaluate import load_labelled_set
@@ -319,11 +319,13 @@ def main() -> None:
             print(failures[-1], file=sys.stderr)
 
     # One query process per index, alternating with the import floor so that load changes hit all alike.
-    walls = median_walls(
-        [[sys.executable, "-c", FLOOR]]
-        + [[*vecsearch_command(), "query", paths[0], "--index", str(r["idx"].path)] for r in results],
-        args.runs,
-    )
+    with bytecode(cached=True) as env:
+        walls = median_walls(
+            [[sys.executable, "-c", FLOOR]]
+            + [[*vecsearch_command(), "query", paths[0], "--index", str(r["idx"].path)] for r in results],
+            args.runs,
+            env,
+        )
     t_floor = walls[0]
     for r, t in zip(results, walls[1:]):
         r["query"] = t
@@ -388,7 +390,7 @@ def main() -> None:
         )
         + "".join(f"\n{f}\n" for f in failures)
         + f'\nImport floor `python -c "{FLOOR}"`, median of {args.runs}: {1000 * t_floor:.0f} ms (the query '
-        "processes alternate with it).\n"
+        f"processes alternate with it; {BYTECODE[True]}; bench/speed.py has both kinds).\n"
         + "\nExact ground truth (faiss `knn_ground_truth`, streamed IndexFlatL2) for 1000 queries: "
         f"{t_gt:.0f} s{' (cached)' if t_gt < 5 else ''}. "
         "Build wall and peak RSS (of the build process and the workers it waited for) are those of the run "
