@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 import vecsearch
@@ -63,3 +64,39 @@ def test_a_file_shared_by_the_next_version_keeps_its_checksum(tmp_path, photo_di
     second = read_version(root)
     assert second.number == 2 and second.manifest.files["encoder"] == first.manifest.files["encoder"]
     assert any("encoder" in p and "bytes" in p for p in check(root))
+
+
+def test_metadata_reads_from_many_threads_at_once(tmp_path):
+    """A server searches on several threads over one opened index: the metadata reads must not
+    share a Parquet reader (pyarrow's is not thread-safe: reads fail now and then)."""
+    import threading
+
+    import pyarrow as pa
+
+    from vecsearch.store import Metadata
+    from vecsearch.vectors import write_parquet
+
+    n = 100_000
+    file = tmp_path / "metadata.parquet"
+    write_parquet(pa.table({"id": np.arange(n), "path": [f"/photos/{i:06d}.jpg" for i in range(n)]}), file)
+    meta = Metadata(file)
+    failures: list[str] = []
+
+    def reader(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(150):
+            ids = rng.integers(0, n, 12)
+            try:
+                got = meta.paths(ids)
+                if got != {int(i): f"/photos/{i:06d}.jpg" for i in ids}:
+                    failures.append("wrong rows")
+            except Exception as e:  # any failure is what the test is about
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=reader, args=(s,), daemon=True) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "reads hung"
+    assert failures == []

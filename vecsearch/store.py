@@ -15,6 +15,7 @@ import fcntl
 import os
 import platform
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,16 +205,28 @@ def read_skipped(path: Path) -> list[tuple[str, str]]:
 
 class Metadata:
     """A version's metadata file (id, path, file facts), opened and memory-mapped: it stays readable
-    after a later commit deletes it, so a reader keeps answering however many commits follow. Any
-    damage met while reading is an IndexDirError naming the file."""
+    after a later commit deletes it, so a reader keeps answering however many commits follow. Each
+    thread reads through its own Parquet reader over the one mapping (a reader is not safe to share
+    between threads: a server searches on several). Any damage met while reading is an
+    IndexDirError naming the file."""
 
     def __init__(self, path: Path):
         self.path = path
+        self._local = threading.local()
         try:
-            self.file = pq.ParquetFile(path, memory_map=True)
+            with pa.memory_map(str(path)) as mapped:
+                self._mapped = mapped.read_buffer()  # zero-copy: the mapping outlives the file
+            self.exact_paths = BYTES in self.file.schema_arrow.names
         except (OSError, pa.ArrowInvalid) as e:
             raise IndexDirError(f"{path}: cannot read metadata ({e})") from None
-        self.exact_paths = BYTES in self.file.schema_arrow.names
+
+    @property
+    def file(self) -> pq.ParquetFile:
+        """This thread's reader."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = pq.ParquetFile(pa.BufferReader(self._mapped))
+        return reader
 
     def _damaged(self, e: Exception) -> IndexDirError:
         return IndexDirError(f"{self.path}: damaged metadata ({str(e).splitlines()[0][:200]})")
