@@ -271,11 +271,12 @@ class Index:
         return cal.scales(dist, _squared(vectors, cal.background) if cal.background is not None else None)
 
     # ---- metadata --------------------------------------------------------------------------
-    def metadata(self, ids: Sequence[int] | None = None) -> pa.Table:
-        """Metadata rows (all, or those of ``ids``) as an Arrow table."""
+    def metadata(self, ids: Sequence[int] | None = None, columns: list[str] | None = None) -> pa.Table:
+        """Metadata rows (all, or those of ``ids``) as an Arrow table; ``columns`` (with ``ids``)
+        reads only those."""
         if ids is None:
             return self._metadata.read()
-        return self._metadata.rows(np.asarray(ids))
+        return self._metadata.rows(np.asarray(ids), columns)
 
     def skipped(self) -> pa.Table:
         """Files the builds could not index: path, reason (and ``path_bytes``, see ``pathnames.py``)."""

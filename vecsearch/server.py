@@ -214,13 +214,15 @@ def _routes(app: FastAPI, served: Served, pool: ThreadPoolExecutor, max_upload: 
         uploads = await _uploads(request, max_upload)
         index = served.index
         loop = asyncio.get_running_loop()
-        answers = await loop.run_in_executor(
-            pool, lambda: index.search_each([data for _, data in uploads], k, min_similarity, verify=verify)
-        )
+
+        def answer():  # on the pool, metadata reads too: the event loop only moves bytes
+            found = index.search_each([data for _, data in uploads], k, min_similarity, verify=verify)
+            return found, _facts(index, [h.id for a in found for h in a.hits])
+
+        answers, meta = await loop.run_in_executor(pool, answer)
         bad = [(name, a.error.split(": ", 1)[-1]) for (name, _), a in zip(uploads, answers) if a.error]
         if bad:
             raise ClientError(422, f"{bad[0][0]}: {bad[0][1]}")
-        meta = _facts(index, [h.id for a in answers for h in a.hits])
         return {
             "version": index.version.number,
             "results": [
@@ -245,8 +247,12 @@ def _routes(app: FastAPI, served: Served, pool: ThreadPoolExecutor, max_upload: 
         index = served.index
         vectors = _vectors(raw["vectors"], index.dim)
         loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(pool, lambda: index.search_vectors(vectors, k, min_similarity))
-        meta = _facts(index, [h.id for hits in found for h in hits])
+
+        def answer():
+            found = index.search_vectors(vectors, k, min_similarity)
+            return found, _facts(index, [h.id for hits in found for h in hits])
+
+        found, meta = await loop.run_in_executor(pool, answer)
         return {
             "version": index.version.number,
             "results": [{"hits": [{**hit_fields(h), **meta.get(h.id, {})} for h in hits]} for hits in found],
@@ -374,7 +380,7 @@ def _vectors(raw: list, dim: int):
 def _facts(index: Index, ids: list[int]) -> dict[int, dict]:
     if not ids:
         return {}
-    t = index.metadata(sorted(set(ids)))
+    t = index.metadata(sorted(set(ids)), ["id", "width", "height", "bytes"])
     return {
         i: {"width": w, "height": h, "bytes": b}
         for i, w, h, b in zip(
