@@ -31,15 +31,20 @@ _shared: Any = None
 DIED = (BrokenProcessPool, BrokenPipeError, EOFError)
 
 
-def _init_worker(shared: Any, parent: int) -> None:
-    global _shared
+def one_thread_per_call() -> None:
+    """OpenCV and BLAS each on one thread, for a process that already runs one worker per core:
+    their own threads would oversubscribe the cores (and OpenBLAS's spin while they wait)."""
     import cv2
     from threadpoolctl import threadpool_limits
 
-    # One process per core already: threads inside would oversubscribe. The environment set in
-    # _pool does not reach workers of a process server that was started earlier without it.
     cv2.setNumThreads(1)
     threadpool_limits(1)
+
+
+def _init_worker(shared: Any, parent: int) -> None:
+    global _shared
+    # The environment set in _pool does not reach workers of a process server started earlier.
+    one_thread_per_call()
     _shared = shared
     _end_with(parent)
 

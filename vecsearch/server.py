@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import static
-from .executors import default_workers
+from .executors import default_workers, one_thread_per_call
 from .images import ImageError, to_pixels
 from .manifest import IndexDirError, read_version
 from .output import hit_fields, member_fields
@@ -112,6 +112,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app serving the index directory ``index`` (see the module's docstring)."""
     served = Served(Path(index).expanduser(), open_index(index))
+    one_thread_per_call()  # the pool is the parallelism: one search per core
     pool = ThreadPoolExecutor(workers or default_workers(), thread_name_prefix="vecsearch-encode")
 
     @contextlib.asynccontextmanager
