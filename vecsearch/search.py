@@ -34,6 +34,9 @@ class Hit:
     mirrored: bool = False  # found through the query's mirror image
     evidence: float = 0.0  # what the percentage is read from: the distance over the query's scale
     inliers: int | None = None  # with verification: keypoint inliers (None: not verified)
+    width: int | None = None  # the indexed file's pixels and bytes, read with its path
+    height: int | None = None
+    bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -237,10 +240,15 @@ class Index:
         sim = cal.percent_at(evidence)
         dist, ids, mirrored, sim, evidence = (a[:, :k] for a in (dist, ids, mirrored, sim, evidence))
         keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
-        paths = self._metadata.paths(ids[keep])
+        facts = self._metadata.facts(ids[keep])
+
+        def hit(i: int, rank: int, s: float, d: float, m: bool, e: float) -> Hit:
+            path, width, height, size = facts[i]
+            return Hit(i, path, s, d, rank, m, e, width=width, height=height, bytes=size)
+
         return [
             [
-                Hit(int(i), paths[int(i)], float(s), float(d), r + 1, bool(m), float(e))
+                hit(int(i), r + 1, float(s), float(d), bool(m), float(e))
                 for r, (i, s, d, m, e, ok) in enumerate(
                     zip(ids[q], sim[q], dist[q], mirrored[q], evidence[q], keep[q])
                 )
@@ -271,12 +279,11 @@ class Index:
         return cal.scales(dist, _squared(vectors, cal.background) if cal.background is not None else None)
 
     # ---- metadata --------------------------------------------------------------------------
-    def metadata(self, ids: Sequence[int] | None = None, columns: list[str] | None = None) -> pa.Table:
-        """Metadata rows (all, or those of ``ids``) as an Arrow table; ``columns`` (with ``ids``)
-        reads only those."""
+    def metadata(self, ids: Sequence[int] | None = None) -> pa.Table:
+        """Metadata rows (all, or those of ``ids``) as an Arrow table."""
         if ids is None:
             return self._metadata.read()
-        return self._metadata.rows(np.asarray(ids), columns)
+        return self._metadata.rows(np.asarray(ids))
 
     def skipped(self) -> pa.Table:
         """Files the builds could not index: path, reason (and ``path_bytes``, see ``pathnames.py``)."""

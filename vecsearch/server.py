@@ -215,19 +215,16 @@ def _routes(app: FastAPI, served: Served, pool: ThreadPoolExecutor, max_upload: 
         uploads = await _uploads(request, max_upload)
         index = served.index
         loop = asyncio.get_running_loop()
-
-        def answer():  # on the pool, metadata reads too: the event loop only moves bytes
-            found = index.search_each([data for _, data in uploads], k, min_similarity, verify=verify)
-            return found, _facts(index, [h.id for a in found for h in a.hits])
-
-        answers, meta = await loop.run_in_executor(pool, answer)
+        answers = await loop.run_in_executor(
+            pool, lambda: index.search_each([data for _, data in uploads], k, min_similarity, verify=verify)
+        )
         bad = [(name, a.error.split(": ", 1)[-1]) for (name, _), a in zip(uploads, answers) if a.error]
         if bad:
             raise ClientError(422, f"{bad[0][0]}: {bad[0][1]}")
         return {
             "version": index.version.number,
             "results": [
-                {"query": name, "hits": [{**hit_fields(h), **meta.get(h.id, {})} for h in a.hits]}
+                {"query": name, "hits": [_api_hit(h) for h in a.hits]}
                 for (name, _), a in zip(uploads, answers)
             ],
         }
@@ -248,15 +245,10 @@ def _routes(app: FastAPI, served: Served, pool: ThreadPoolExecutor, max_upload: 
         index = served.index
         vectors = _vectors(raw["vectors"], index.dim)
         loop = asyncio.get_running_loop()
-
-        def answer():
-            found = index.search_vectors(vectors, k, min_similarity)
-            return found, _facts(index, [h.id for hits in found for h in hits])
-
-        found, meta = await loop.run_in_executor(pool, answer)
+        found = await loop.run_in_executor(pool, lambda: index.search_vectors(vectors, k, min_similarity))
         return {
             "version": index.version.number,
-            "results": [{"hits": [{**hit_fields(h), **meta.get(h.id, {})} for h in hits]} for hits in found],
+            "results": [{"hits": [_api_hit(h) for h in hits]} for hits in found],
         }
 
     @app.get("/api/images/{image_id}")
@@ -378,16 +370,9 @@ def _vectors(raw: list, dim: int):
     return vectors
 
 
-def _facts(index: Index, ids: list[int]) -> dict[int, dict]:
-    if not ids:
-        return {}
-    t = index.metadata(sorted(set(ids)), ["id", "width", "height", "bytes"])
-    return {
-        i: {"width": w, "height": h, "bytes": b}
-        for i, w, h, b in zip(
-            t["id"].to_pylist(), t["width"].to_pylist(), t["height"].to_pylist(), t["bytes"].to_pylist()
-        )
-    }
+def _api_hit(hit) -> dict:
+    """A hit as the CLI's JSON shows it, with its file's size for the page."""
+    return {**hit_fields(hit), "width": hit.width, "height": hit.height, "bytes": hit.bytes}
 
 
 def _path_of(index: Index, image_id: int) -> str:

@@ -255,6 +255,14 @@ class Metadata:
         t = self.rows(ids, ["id", "path"])
         return dict(zip(t["id"].to_pylist(), pathnames.of(t)))
 
+    def facts(self, ids: np.ndarray) -> dict[int, tuple[str, int, int, int]]:
+        """id → (exact path, width, height, bytes) of the given ids: what a search hit carries."""
+        if not len(ids):
+            return {}
+        t = self.rows(ids, ["id", "path", "width", "height", "bytes"])
+        columns = (t[c].to_pylist() for c in ("width", "height", "bytes"))
+        return {i: (p, *f) for i, p, *f in zip(t["id"].to_pylist(), pathnames.of(t), *columns)}
+
 
 def read_metadata(path: Path) -> pa.Table:
     return Metadata(path).read()
