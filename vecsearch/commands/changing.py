@@ -201,11 +201,12 @@ def calibrate(
     Out of the box, a percentage says how likely a hit is the same picture as the query (after
     everyday edits). If you mean something else by "the same" (the same scene, the same product,
     the same person), label some indexed images and the percentage learns it: a CSV with the
-    header path,group (images of one group are the same thing; paths relative to the file's
-    folder or absolute) or a,b,same (pairs, same = 1 or 0). A fifth of the labels is kept out of
-    the fit to measure it; vecsearch info shows the result. Labels naming images that are not in
-    the index, of one kind only, or too few (10 alike and 10 not among the labelled images' top
-    hits, at least) are refused, and nothing changes.
+    header path,group (images of one group are the same thing, and a group lists all of them:
+    an indexed image left out is in none; paths relative to the file's folder or absolute) or
+    a,b,same (pairs, same = 1 or 0). A fifth of the labels is kept out of the fit to measure it;
+    vecsearch info shows the result. Labels naming images that are not in the index, of one kind
+    only, or too few (10 alike and 10 not among the labelled images' top hits, at least) are
+    refused, and nothing changes.
 
     Args:
         index: the index directory
