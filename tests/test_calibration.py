@@ -163,3 +163,37 @@ def test_calibrate_from_labels_round_trip_and_bad_labels(tmp_path, built, photo_
     assert "from labels" in table
     opened = subprocess.run([sys.executable, "-c", f"import vecsearch; vecsearch.open({str(idx)!r})"])
     assert opened.returncode == 0
+
+
+@pytest.mark.slow
+def test_labels_of_half_the_scenes_teach_the_other_half(tmp_path):
+    """Holidays groups are shots of one scene, not copies: labelled as groups for half of 120
+    scenes, the refit must hold on the other half (an ECE the build-time curve, which means "the
+    same picture", does not reach there)."""
+    import csv
+
+    from vecsearch.calibration import reliability
+    from vecsearch.evaluate import load_labelled_set
+
+    data = load_labelled_set(skip_without("holidays"))
+    scenes = sorted(set(data.groups))[:120]
+    scene = {p: g for p, g in zip(data.paths, data.groups) if g in scenes}
+    paths = sorted(scene)
+    built = vecsearch.build(paths, tmp_path / "idx", quiet=True)
+    taught = set(scenes[::2])
+    labels = tmp_path / "scenes.csv"
+    with open(labels, "w", newline="") as f:
+        csv.writer(f).writerows([("path", "group"), *((p, scene[p]) for p in paths if scene[p] in taught)])
+    refit = vecsearch.recalibrate(tmp_path / "idx", labels, quiet=True)
+    queries = [p for p in paths if scene[p] not in taught]
+
+    def ece(index) -> float:
+        stated, alike = [], []
+        for q, hits in zip(queries, index.search_many(queries, k=11)):
+            for h in [h for h in hits if h.path != q][:10]:
+                stated.append(h.similarity)
+                alike.append(scene[h.path] == scene[q])
+        return reliability(np.array(stated), np.array(alike))[1]
+
+    before, after = ece(built), ece(refit)
+    assert after <= 0.04 and after < before - 0.03, (before, after)
