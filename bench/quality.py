@@ -209,6 +209,19 @@ def _stability(s: dict) -> list[str]:
                 f"max {r['moved max']:.1f})",
             ]
         )
+    if "small" in s:
+        r = s["small"]
+        for size, kinds in r["sizes"].items():
+            for kind, m in kinds.items():
+                encoder = "its own encoder" if kind == "own" else "the whole set's encoder"
+                rows.append(
+                    [
+                        f"{r['parts']} random {size}-image parts, same make-up, {encoder}",
+                        f"ECE {m['ECE']:.3f}",
+                        f"at ≥ 70%: precision {m['P@70']:.3f}, recall {m['R@70']:.3f}; at ≥ 90%: "
+                        f"{m['P@90']:.3f}, {m['R@90']:.3f}",
+                    ]
+                )
     if "tiny" in s:
         r = s["tiny"]
         rows.append(
@@ -261,6 +274,7 @@ def steadiness(data_root: Path, work: Path, results: dict) -> dict:
         built = work / "quality-copies"
         out["renamed"] = stability.renamed(copies, work / "stability", built)
         out["sizes"] = stability.sizes(copies, work / "stability", built)
+        out["small"] = stability.small_collections(copies, work / "stability", built)
         out["tiny"] = stability.tiny(copies, work / "stability", stability.strangers(data_root))
         out["makeup"] = stability.makeup(data_root, work / "stability")
     out["labels"] = {

@@ -106,6 +106,32 @@ def sizes(data: LabelledSet, work: Path, index_dir: Path, parts: int = 5, size: 
     }
 
 
+def small_collections(
+    data: LabelledSet, work: Path, index_dir: Path, sizes: tuple[int, ...] = (20, 50, 200), parts: int = 3
+) -> dict:
+    """Random parts of the set (its make-up kept), each built twice: with an encoder of its own, as
+    a user's small collection is (trained on the part, topped up with views of it), and with the
+    whole set's. The ECE and precision and recall of the top-10 hits of the parts' group members."""
+    whole = vecsearch.open(index_dir).encoder
+    groups = dict(zip(data.paths, data.groups))
+    out = {}
+    for size in sizes:
+        rng = np.random.default_rng(size)
+        found: dict[str, list] = {"own": [], "whole": []}
+        for n in range(parts):
+            part = _part(data, size, rng)
+            queries = [p for p in part if sum(groups[o] == groups[p] for o in part) > 1]
+            for kind, encoder in (("own", None), ("whole", whole)):
+                index = vecsearch.build(part, work / f"small-{size}-{n}-{kind}", encoder=encoder, quiet=True)
+                sim, rel, _ = _top10(index, part, groups, queries)
+                found[kind].append((sim, rel))
+        out[size] = {}
+        for kind, runs in found.items():
+            sim, rel = np.concatenate([s for s, _ in runs]), np.concatenate([r for _, r in runs])
+            out[size][kind] = {"ECE": reliability(sim, rel)[1], **precision_recall(sim, rel)}
+    return {"parts": parts, "sizes": out}
+
+
 def tiny(data: LabelledSet, work: Path, strangers: list[str], indexes: int = 5, size: int = 20) -> dict:
     """The best percentage an unrelated photo gets in ``size``-image indexes of the set."""
     rng = np.random.default_rng(1)
