@@ -232,6 +232,13 @@ def _stability(s: dict) -> list[str]:
                 f"best hit {r['max']:.1f}% at most ({r['mean']:.1f}% on average)",
             ]
         )
+        rows.append(
+            [
+                f"the same {r['queries'] // r['indexes']} photos queried in the whole set's index",
+                "",
+                f"best hit {r['whole max']:.1f}% at most ({r['whole mean']:.1f}% on average)",
+            ]
+        )
     if "makeup" in s:
         r = s["makeup"]
         rows.append(
@@ -275,7 +282,7 @@ def steadiness(data_root: Path, work: Path, results: dict) -> dict:
         out["renamed"] = stability.renamed(copies, work / "stability", built)
         out["sizes"] = stability.sizes(copies, work / "stability", built)
         out["small"] = stability.small_collections(copies, work / "stability", built)
-        out["tiny"] = stability.tiny(copies, work / "stability", stability.strangers(data_root))
+        out["tiny"] = stability.tiny(copies, work / "stability", stability.strangers(data_root), built)
         out["makeup"] = stability.makeup(data_root, work / "stability")
     out["labels"] = {
         name: stability.labels(name, data_root, work / "stability", work / f"quality-{name}")

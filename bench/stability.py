@@ -132,19 +132,25 @@ def small_collections(
     return {"parts": parts, "sizes": out}
 
 
-def tiny(data: LabelledSet, work: Path, strangers: list[str], indexes: int = 5, size: int = 20) -> dict:
-    """The best percentage an unrelated photo gets in ``size``-image indexes of the set."""
+def tiny(
+    data: LabelledSet, work: Path, strangers: list[str], index_dir: Path, indexes: int = 5, size: int = 20
+) -> dict:
+    """The best percentage an unrelated photo gets in ``size``-image indexes of the set, and in the
+    whole set's index."""
     rng = np.random.default_rng(1)
     best = []
     for n in range(indexes):
         part = list(rng.choice(data.paths, size, replace=False))
         index = vecsearch.build(part, work / f"tiny-{n}", quiet=True)
         best += [hits[0].similarity for hits in index.search_many(strangers, k=1) if hits]
+    whole = [hits[0].similarity for hits in vecsearch.open(index_dir).search_many(strangers, k=1)]
     return {
         "indexes": indexes,
         "queries": len(best),
         "max": float(np.max(best)),
         "mean": float(np.mean(best)),
+        "whole max": float(np.max(whole)),
+        "whole mean": float(np.mean(whole)),
     }
 
 
