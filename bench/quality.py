@@ -185,6 +185,13 @@ def section(results: dict[str, dict], started: str, stable: dict | None = None) 
     return "".join(out)
 
 
+def _at_70_and_90(m: dict) -> str:
+    return (
+        f"at ≥ 70%: precision {m['P@70']:.3f}, recall {m['R@70']:.3f}; "
+        f"at ≥ 90%: {m['P@90']:.3f}, {m['R@90']:.3f}"
+    )
+
+
 def _stability(s: dict) -> list[str]:
     out = ["\n### How steady the percentage is (copies set unless named)\n\n"]
     rows = []
@@ -218,8 +225,7 @@ def _stability(s: dict) -> list[str]:
                     [
                         f"{r['parts']} random {size}-image parts, same make-up, {encoder}",
                         f"ECE {m['ECE']:.3f}",
-                        f"at ≥ 70%: precision {m['P@70']:.3f}, recall {m['R@70']:.3f}; at ≥ 90%: "
-                        f"{m['P@90']:.3f}, {m['R@90']:.3f}",
+                        _at_70_and_90(m),
                     ]
                 )
     if "tiny" in s:
@@ -245,8 +251,7 @@ def _stability(s: dict) -> list[str]:
             [
                 f"the other {r['added']} shared photos added ({r['images']} images)",
                 f"ECE {r['ECE']:.3f}",
-                f"at ≥ 70%: precision {r['P@70']:.3f}, recall {r['R@70']:.3f}; at ≥ 90%: {r['P@90']:.3f}, "
-                f"{r['R@90']:.3f}",
+                _at_70_and_90(r),
             ]
         )
         w = r["without other shots"]
@@ -255,8 +260,7 @@ def _stability(s: dict) -> list[str]:
                 f"the same, leaving out the {r['other shots']} hits that are other shots of the "
                 f"query's scene or object ({r['other shots ≥ 70']} of them stated ≥ 70%)",
                 f"ECE {w['ECE']:.3f}",
-                f"at ≥ 70%: precision {w['P@70']:.3f}, recall {w['R@70']:.3f}; at ≥ 90%: {w['P@90']:.3f}, "
-                f"{w['R@90']:.3f}",
+                _at_70_and_90(w),
             ]
         )
     for name, r in s.get("labels", {}).items():
