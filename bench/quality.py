@@ -245,6 +245,23 @@ def _stability(s: dict) -> list[str]:
                 f"best hit {r['whole max']:.1f}% at most ({r['whole mean']:.1f}% on average)",
             ]
         )
+    if "outside" in s:
+        r = s["outside"]
+        rows.append(
+            [
+                f"queries from outside: the {r['queries']} edited copies against an index of the "
+                f"{r['images']} originals and distractors (one true match each)",
+                f"ECE {r['ECE']:.3f}",
+                _at_70_and_90(r),
+            ]
+        )
+        rows.append(
+            [
+                "the unrelated photos in that index",
+                "",
+                f"best hit {r['strangers max']:.1f}% at most ({r['strangers mean']:.1f}% on average)",
+            ]
+        )
     if "makeup" in s:
         r = s["makeup"]
         rows.append(
@@ -287,6 +304,7 @@ def steadiness(data_root: Path, work: Path, results: dict) -> dict:
         out["sizes"] = stability.sizes(copies, work / "stability", built)
         out["small"] = stability.small_collections(copies, work / "stability", built)
         out["tiny"] = stability.tiny(copies, work / "stability", stability.strangers(data_root), built)
+        out["outside"] = stability.outside(data_root, work / "stability", stability.strangers(data_root))
         out["makeup"] = stability.makeup(data_root, work / "stability")
     out["labels"] = {
         name: stability.labels(name, data_root, work / "stability", work / f"quality-{name}")

@@ -154,6 +154,29 @@ def tiny(
     }
 
 
+def outside(data_root: Path, work: Path, strangers: list[str]) -> dict:
+    """Queries from outside the collection, as a reverse image search has them: the copy set's
+    originals and distractors indexed, its edited copies as queries (each with one true match, its
+    original). The ECE and precision and recall of their top-10 hits, and the best hit of unrelated
+    photos in that index."""
+    kind = {str(data_root / "copies" / r["path"]): r["transform"] for r in _transforms(data_root)}
+    copies = load_labelled_set(data_root / "copies")
+    groups = dict(zip(copies.paths, copies.groups))
+    indexed = [p for p in copies.paths if kind[p] in ("original", "distractor")]
+    queries = [p for p in copies.paths if kind[p] not in ("original", "distractor")]
+    index = vecsearch.build(indexed, work / "outside-index", quiet=True)
+    sim, rel, _ = _top10(index, indexed, groups, queries)
+    best = [hits[0].similarity for hits in index.search_many(strangers, k=1)]
+    return {
+        "images": len(indexed),
+        "queries": len(queries),
+        "ECE": reliability(sim, rel)[1],
+        **precision_recall(sim, rel),
+        "strangers mean": float(np.mean(best)),
+        "strangers max": float(np.max(best)),
+    }
+
+
 def makeup(data_root: Path, work: Path) -> dict:
     """The copy set with the other shared photos added (those it did not take, as the issue
     defines them): the ECE and precision and recall of the copies' top-10 hits; and the same with

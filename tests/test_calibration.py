@@ -1,3 +1,4 @@
+import json
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,23 @@ def test_relative_evidence_is_the_distance_over_the_queries_scale():
     assert cal.percent(hits, scales)[0, 0] == cal.percent(hits, scales)[1, 0]  # the same evidence
 
 
+def test_a_querys_only_near_hit_is_read_from_the_lone_curve():
+    cal = fit(np.array([0.1, 0.2, 0.3]), np.array([0.8, 0.9, 1.0]))
+    cal.lone = (np.array([0.0, 0.2, 1.0]), np.array([1.0, 0.5, 0.0]))
+    evidence = np.array([[0.2, 0.9, 1.0], [0.2, 0.5, 1.0]])  # the second query has two near hits
+    p = cal.percent_of_hits(evidence)
+    assert p[0, 0] == pytest.approx(50.0) and p[1, 0] == pytest.approx(cal.percent_at(0.2))
+    np.testing.assert_allclose(p[:, 1:], cal.percent_at(evidence[:, 1:]))  # not near, or not alone
+    again = Calibration.from_json(cal.to_json())
+    np.testing.assert_allclose(again.percent_of_hits(evidence), p, atol=1e-4)
+    raw = json.loads(cal.to_json())
+    raw["lone"]["distance"] = raw["lone"]["distance"][::-1]
+    with pytest.raises(ValueError, match="damaged calibration"):
+        Calibration.from_json(json.dumps(raw), "x.json")
+    cal.lone = None
+    np.testing.assert_allclose(cal.percent_of_hits(evidence), cal.percent_at(evidence))
+
+
 # ---- on real photos ----------------------------------------------------------------------------
 
 
@@ -98,15 +116,62 @@ def test_an_unrelated_photo_stays_low_in_a_tiny_index(tmp_path, examples, encode
     assert max(h.similarity for h in index.search(rocket, k=20)) < 5
 
 
-@pytest.mark.slow
-def test_the_same_pair_scores_alike_in_a_small_and_a_large_index(tmp_path):
-    """A random 50-image part of the copy-detection set, whole groups and distractors in the same
-    proportions, against the whole set: the same query-hit pairs' percentages."""
+def _rows(root: Path, name: str) -> list[dict]:
     import csv
 
+    with open(root / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def copy_set(tmp_path_factory) -> tuple[Path, vecsearch.Index]:
+    """The copy-detection set and an index of all of it."""
     root = skip_without("copies")
-    with open(root / "groups.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    paths = [str(root / r["path"]) for r in _rows(root, "groups.csv")]
+    return root, vecsearch.build(paths, tmp_path_factory.mktemp("copy-set") / "index", quiet=True)
+
+
+def _strangers(copies_root: Path, count: int = 20) -> list[str]:
+    """Holidays photos of scenes the copy set took none of."""
+    holidays = skip_without("holidays")
+    taken = {
+        json.loads(r["params"])["source"]
+        for r in _rows(copies_root, "transforms.csv")
+        if "source" in r["params"]
+    }
+    rows = _rows(holidays, "groups.csv")
+    touched = {r["group"] for r in rows if f"holidays/{r['path']}" in taken}
+    return [str(holidays / r["path"]) for r in rows if r["group"] not in touched][:count]
+
+
+@pytest.mark.slow
+def test_unrelated_photos_stay_low_among_copies_and_copies_from_outside_are_found(copy_set, tmp_path):
+    """Unrelated photos meet a collection full of copies with nothing near them: the lone curve
+    must not read their nearest images as the copies it has seen (21% on average before it, 62% at
+    most). Copies of indexed photos from outside a collection without duplicates still reach 70%."""
+    root, whole = copy_set
+    strangers = _strangers(root)
+    best = [hits[0].similarity for hits in whole.search_many(strangers, k=1)]
+    assert len(best) == 20 and np.mean(best) < 5 and max(best) < 15, best
+    kind = {str(root / r["path"]): (r["transform"], r["group"]) for r in _rows(root, "transforms.csv")}
+    plain = [p for p, (t, _) in kind.items() if t in ("original", "distractor")]
+    edited = [p for p, (t, _) in kind.items() if t not in ("original", "distractor")]
+    index = vecsearch.build(plain, tmp_path / "originals", quiet=True)
+    found = [
+        next((h.similarity for h in hits if kind[h.path][1] == kind[q][1]), 0.0)
+        for q, hits in zip(edited, index.search_many(edited, k=10))
+    ]
+    assert np.mean(np.array(found) >= 70) > 0.95
+    best = [hits[0].similarity for hits in index.search_many(strangers, k=1)]
+    assert np.mean(best) < 10, best
+
+
+@pytest.mark.slow
+def test_the_same_pair_scores_alike_in_a_small_and_a_large_index(copy_set, tmp_path):
+    """A random 50-image part of the copy-detection set, whole groups and distractors in the same
+    proportions, against the whole set: the same query-hit pairs' percentages."""
+    root, large = copy_set
+    rows = _rows(root, "groups.csv")
     by_group: dict[str, list[str]] = {}
     for r in rows:
         by_group.setdefault(r["group"], []).append(str(root / r["path"]))
@@ -120,7 +185,6 @@ def test_the_same_pair_scores_alike_in_a_small_and_a_large_index(tmp_path):
             break
         part += by_group[g]
     part += list(rng.choice(single, 50 - len(part), replace=False))
-    large = vecsearch.build([str(root / r["path"]) for r in rows], tmp_path / "large", quiet=True)
     small = vecsearch.build(part, tmp_path / "small", encoder=large.encoder, quiet=True)  # the same vectors
     queries = [p for p in part if len(by_group[next(g for g, m in by_group.items() if p in m)]) > 1]
     moved = []
@@ -131,7 +195,6 @@ def test_the_same_pair_scores_alike_in_a_small_and_a_large_index(tmp_path):
 
 
 def test_calibrate_from_labels_round_trip_and_bad_labels(tmp_path, built, photo_dir):
-    import json
     import subprocess
     import sys
 

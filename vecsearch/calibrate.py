@@ -12,10 +12,16 @@ Each copy then queries the index as a search would (``matching.py``), with the r
 vectors beside it. Its evidence against its source (the distance over the copy's scale, see
 ``calibration.py``) is a positive, and so is its evidence against another copy of the same
 source; its other top-10 hits are negatives, except the source's own duplicates in the
-collection (evidence against the source under ``EXCLUDE_EVIDENCE``: a collection with duplicates
+collection (evidence against the source under ``NEAR``: a collection with duplicates
 must not teach that duplicates are non-matches). An isotonic regression of "same
 picture" on the evidence, with positives and negatives weighed to a share of ``PRIOR`` true
 matches among the hits, gives the curve.
+
+The lone curve (``calibration.py``) is fitted on the pairs in which the hit is the copy's only near
+one: its source where nothing else indexed is near the copy, and the copy's first non-matches when
+its relatives (the source's duplicates, and whatever is as near to the copy as copies are) are
+taken out of its hits, its scale measured again: the copy as an unrelated photo. Each copy counts
+once as a copy and once as a stranger, with its pairs unweighed.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import executors
-from .calibration import RANK, Calibration, query_scales, reliability
+from .calibration import NEAR, RANK, Calibration, query_scales, reliability
 from .edits import copy_edit
 from .encoder import Encoder, Queries, example_images
 from .images import FileInfo, ImageError, to_pixels
@@ -42,12 +48,10 @@ from .stages import stage
 SAMPLE = 200
 K = 10  # hits per copy that can be negatives
 COPY_BATCH = 8  # sources per executor task
-#: An indexed image whose evidence to a source (over the source's own scale) is below this is a copy
-#: of it in the collection, not a non-match: it is left out of the negatives.
-EXCLUDE_EVIDENCE = 0.7
 #: The share of true matches the fit assumes among a query's top hits (bench/TUNING.md).
 PRIOR = 0.5
 KNOTS = 64
+MIN_PAIRS = 10  # of each kind, to fit a curve on
 
 
 def source_key(info: FileInfo | None, path: str) -> bytes:
@@ -122,10 +126,12 @@ def fit(
     prior: float | None = PRIOR,
     knots: int = KNOTS,
     positive_weight: np.ndarray | None = None,
+    knots_per_class: bool = False,
 ) -> Calibration:
     """P(same picture | evidence) from the evidence of true matches (each of weight
     ``positive_weight``, default 1) and of non-matches, the two weighed to a share ``prior`` of true
-    matches (None: as many as there are)."""
+    matches (None: as many as there are). The knots are at quantiles of all the evidence, or of each
+    kind apart (``knots_per_class``), so that a few positives among many negatives get knots too."""
     from scipy.optimize import isotonic_regression  # half the import time of scikit-learn's
 
     positive, negative = np.asarray(positive, float), np.asarray(negative, float)
@@ -140,7 +146,9 @@ def fit(
     total = np.bincount(where, weight)
     fitted = isotonic_regression(np.bincount(where, weight * y) / total, weights=total, increasing=False).x
     top = float(x.max()) * 1.05 + 1e-6
-    grid = np.unique(np.r_[0.0, np.quantile(x, np.linspace(0, 1, knots)), top])
+    spread = [positive, negative] if knots_per_class else [x]
+    at_quantiles = [np.quantile(v, np.linspace(0, 1, knots // len(spread))) for v in spread]
+    grid = np.unique(np.concatenate([[0.0], *at_quantiles, [top]]))
     prob = np.interp(grid, at, fitted)  # linear between fitted points, flat beyond them
     prob[0] = 1.0  # the same image is 100%
     prob = np.minimum.accumulate(prob)
@@ -194,10 +202,14 @@ def fit_calibration(
         v_orig = np.vstack([v_orig, background])  # the reference photos are sources too, the last ones
         edited += encode_copies(encoder, examples, copies_per_source(len(ids) + len(examples)), seed)
         ids += [-1] * len(examples)
-        positive, weight, negative = _pairs(
+        (positive, weight, negative), (lone_positive, lone_negative) = _pairs(
             encoder, faiss_index, rerank_rows, ids, v_orig, edited, background
         )
         cal = fit(positive, negative, positive_weight=weight)
+        if min(len(lone_positive), len(lone_negative)) >= MIN_PAIRS:  # else the main curve serves all
+            lone = fit(lone_positive, lone_negative, prior=None, knots_per_class=True)
+            cal.lone = (lone.knots, lone.probability)
+            cal.fitted_on["lone"] = {k: lone.fitted_on[k] for k in ("positives", "negatives")}
         cal.background = background
         cal.fitted_on["source"] = "edited copies"
         return cal
@@ -247,66 +259,81 @@ def _pairs(
     v_orig: np.ndarray,
     edited: list[np.ndarray],
     background: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The evidence of the positive pairs (a copy and its source; a copy and another copy of the
     same source) with their weights, and of the negative ones (a copy and another image, indexed or
     a reference photo, that is neither), measured as a search measures it (``matching.py``,
-    ``query_scales``). A copy's pairs with its siblings weigh as much as its pair with its source,
-    however many copies a source has, so the fit's mix of easy and hard positives does not depend
-    on the collection's size."""
+    ``query_scales``); then the positives and negatives of the lone curve (module docstring). A
+    copy's pairs with its siblings weigh as much as its pair with its source, however many copies a
+    source has, so the fit's mix of easy and hard positives does not depend on the collection's
+    size."""
     from . import matching
 
     owner = np.repeat(np.arange(len(ids)), [len(v) for v in edited])
     copies = Queries.from_rows(np.vstack(edited))
     cdim, w = encoder.colour_dim, encoder.config.colour_weight
-    dist, hit, _ = matching.search(faiss_index, copies, max(K + 1, RANK), cdim, w, rerank_rows)
+    shown = max(K + 1, RANK)
+    depth = 2 * shown  # room for the scale of a copy whose relatives are taken out
+    dist, hit, _ = matching.search(faiss_index, copies, depth, cdim, w, rerank_rows)
     dist = np.where(hit >= 0, dist, np.inf)
     to_refs = matching.distance_matrix(copies, background, cdim, w)
     scale = query_scales(dist, to_refs)
-    same = _duplicates(faiss_index, rerank_rows, ids, v_orig, background)
-    positive = list(matching.distances(copies, v_orig[owner], cdim, w) / scale)
-    weight = [1.0] * len(positive)
+    same, same_refs = _duplicates(faiss_index, rerank_rows, ids, v_orig, background)
+    source = matching.distances(copies, v_orig[owner], cdim, w) / scale
+    positive, weight = list(source), [1.0] * len(source)
     siblings = matching.distance_matrix(copies, copies.vectors, cdim, w) / scale[:, None]
     for q, o in enumerate(owner):
         others = [siblings[q, j] for j in np.flatnonzero(owner == o) if j != q]
         positive += others
         weight += [1.0 / max(1, len(others))] * len(others)  # a source may have one copy only
-    negative = []
+    negative, lone_positive, lone_negative = [], [], []
     for q, o in enumerate(owner):
-        found = [(d, int(i)) for d, i in zip(dist[q], hit[q]) if i >= 0 and int(i) not in same[o]]
-        refs = [
-            (d, -2) for r, d in enumerate(to_refs[q]) if ids[o] != -1 or r != o - (len(ids) - len(background))
-        ]
-        negative += [d / scale[q] for d, _ in sorted(found + refs)[:K]]
-    return np.array(positive), np.array(weight), np.array(negative)
+        indexed = hit[q] >= 0
+        near_others = indexed & (dist[q] < NEAR * scale[q]) & (hit[q] != ids[o])
+        if not near_others.any():
+            lone_positive.append(source[q])
+        other = indexed & ~np.isin(hit[q], list(same[o]))
+        refs = to_refs[q][~same_refs[o]]
+        top = np.sort(np.r_[dist[q][:shown][other[:shown]], refs])  # among the hits a search shows
+        negative += list(top[:K] / scale[q])
+        found = np.sort(np.r_[dist[q][other & ~near_others], refs])  # the copy with no relative indexed
+        lone_negative += _alone(found[:K] / query_scales(found[None, :], None)[0])
+    return (
+        (np.array(positive), np.array(weight), np.array(negative)),
+        (np.array(lone_positive), np.array(lone_negative)),
+    )
+
+
+def _alone(evidence: np.ndarray) -> list[float]:
+    """The evidence values among a query's hits that are its only near one."""
+    near = evidence < NEAR
+    return [float(e) for e, n in zip(evidence, near) if near.sum() - n == 0]
 
 
 def _duplicates(
     faiss_index, rerank_rows, ids: list[int], v_orig: np.ndarray, background: np.ndarray
-) -> list[set]:
+) -> tuple[list[set], np.ndarray]:
     """Each source's id and those of the indexed images that are, to the source itself, as near as
-    copies are (evidence under EXCLUDE_EVIDENCE): its duplicates in the collection, which must not
-    be taught as non-matches."""
+    copies are (evidence under NEAR): its duplicates in the collection, which must not be taught as
+    non-matches; and which reference photos are the source itself (a reference photo, or one the
+    collection holds)."""
     from . import ivf
 
     d, found = ivf.search(faiss_index, v_orig, RANK + 1, rerank_rows)
     own = found == np.asarray(ids)[:, None]
     d = np.where((found >= 0) & ~own, d, np.inf)
-    refs = np.maximum(
-        (v_orig**2).sum(1)[:, None] + (background**2).sum(1)[None, :] - 2 * v_orig @ background.T, 0
-    )
-    refs = np.where(refs > 1e-9, refs, np.inf)  # a reference photo is not its own neighbour
-    scale = query_scales(d, refs)
-    return [
-        {sid}
-        | {int(i) for dd, i in zip(d[o], found[o]) if np.isfinite(dd) and dd <= EXCLUDE_EVIDENCE * scale[o]}
+    refs = ((v_orig[:, None, :].astype(np.float64) - background[None, :, :]) ** 2).sum(-1)
+    itself = refs <= 1e-9
+    scale = query_scales(d, np.where(itself, np.inf, refs))  # a photo is not its own neighbour
+    indexed = [
+        {sid} | {int(i) for dd, i in zip(d[o], found[o]) if np.isfinite(dd) and dd <= NEAR * scale[o]}
         for o, sid in enumerate(ids)
     ]
+    return indexed, itself
 
 
 # ---- a user's labels --------------------------------------------------------------------------
 
-MIN_PAIRS = 10  # of each kind, to fit a curve on
 HELD_OUT = 0.2  # of the labels, kept out of the fit to measure it
 
 

@@ -9,6 +9,14 @@ a near one, and an ordinary photo's nearest unrelated images do not look like co
 reference photos shipped with vecsearch (their vectors are in the file) count as images for the
 scale, so a query in a tiny index has one too.
 
+A hit that is its query's only near one (no other hit under ``NEAR`` evidence) is read from a curve
+of its own, ``lone``, where the fit has one. The main curve is learned from queries with relatives
+in the collection, which show other near hits; read for a query without any (an unrelated photo, a
+copy of a photo the collection holds once), it took that query's nearest images for the copies it
+had seen (bench/RESULTS.md). The lone curve is learned from copies whose source is their only near
+hit and from the same copies with their relatives taken away, one of each per copy: it assumes that
+as many queries have a copy in the collection as have none (``calibrate.py``).
+
 The curve is fitted when an index is built (``calibrate.py``) and kept as knots; applying it is
 ``np.interp``, so a query needs no fitting library. Files written before the relative evidence
 (``model: isotonic``) map raw distances and still answer as they did.
@@ -25,6 +33,8 @@ import numpy as np
 
 FORMAT = 2
 RANK = 11  # a query's scale: the distance of its 11th nearest image (the index and the references)
+#: Evidence under which a hit is as near as copies are (``lone``; the fit's duplicate rule too).
+NEAR = 0.7
 
 
 def query_scales(
@@ -48,6 +58,7 @@ class Calibration:
     relative: bool = True  # False: a legacy curve of raw distances
     background: np.ndarray | None = None  # reference vectors, (b, dim): they count for a query's scale
     rank: int = RANK
+    lone: tuple[np.ndarray, np.ndarray] | None = None  # knots and probability for a query's only near hit
 
     def hits_needed(self, k: int) -> int:
         """How many hits a search must fetch to give ``k`` of them their percentages."""
@@ -71,8 +82,19 @@ class Calibration:
         return self.percent_at(self.evidence(distances, scales))
 
     def percent_at(self, evidence: np.ndarray) -> np.ndarray:
-        """Similarity in percent (0–100) at these evidence values."""
+        """Similarity in percent (0–100) at these evidence values, of hits among other near ones."""
         return 100.0 * np.interp(evidence, self.knots, self.probability)
+
+    def percent_of_hits(self, evidence: np.ndarray) -> np.ndarray:
+        """Similarity in percent of each query's hits (rows: all the hits a search fetched, at
+        least ``rank``), the lone curve for a hit that is its query's only near one."""
+        evidence = np.atleast_2d(evidence)
+        main = self.percent_at(evidence)
+        if self.lone is None or not self.relative:
+            return main
+        near = evidence < NEAR
+        alone = near.sum(1, keepdims=True) - near == 0
+        return np.where(alone, 100.0 * np.interp(evidence, *self.lone), main)
 
     def evidence_for(self, percent: float) -> float:
         """The largest evidence whose similarity is still ≥ ``percent`` (for range filters; times a
@@ -99,6 +121,11 @@ class Calibration:
         if self.relative:
             raw["rank"] = self.rank
             raw["background"] = [] if self.background is None else np.round(self.background, 6).tolist()
+        if self.lone is not None:
+            raw["lone"] = {
+                "distance": self.lone[0].round(6).tolist(),
+                "probability": self.lone[1].round(6).tolist(),
+            }
         return json.dumps(raw, indent=1)
 
     @classmethod
@@ -111,17 +138,24 @@ class Calibration:
                 np.asarray(raw.get("background") or np.zeros((0, 0)), np.float32) if relative else None
             )
             rank = int(raw.get("rank", RANK))
+            lone = raw.get("lone")
+            lone = (
+                None
+                if lone is None
+                else tuple(np.asarray(lone[k], np.float64) for k in ("distance", "probability"))
+            )
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{source}: damaged calibration ({e})") from None
         if int(raw.get("format", 1)) > FORMAT:
             raise ValueError(
                 f"{source}: calibration format {raw['format']} is newer than this vecsearch reads"
             )
-        if d.ndim != 1 or d.shape != p.shape or len(d) < 2 or np.any(np.diff(d) < 0):
-            raise ValueError(f"{source}: damaged calibration (knots not increasing)")
+        for knots, prob in [(d, p)] + ([lone] if lone is not None else []):
+            if knots.ndim != 1 or knots.shape != prob.shape or len(knots) < 2 or np.any(np.diff(knots) < 0):
+                raise ValueError(f"{source}: damaged calibration (knots not increasing)")
         if background is not None and background.size == 0:
             background = None
-        return cls(d, p, raw.get("fitted_on", {}), relative, background, rank)
+        return cls(d, p, raw.get("fitted_on", {}), relative, background, rank, lone)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:

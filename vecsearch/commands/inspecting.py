@@ -87,7 +87,13 @@ def _calibration_line(cal: dict, committed: str | None) -> str:
             )
         return f"from labels {cal.get('labels')} ({cal.get('fitted_at')}): {pairs}{measured}"
     if cal.get("source") == "edited copies":
-        return f"fitted when the index was built ({committed}) on edited copies of its images: {pairs}"
+        lone = cal.get("lone")
+        alone = (
+            f"; for a query's only near hit, {lone['positives']} alike and {lone['negatives']} not"
+            if lone
+            else ""
+        )
+        return f"fitted when the index was built ({committed}) on edited copies of its images: {pairs}{alone}"
     return f"an older curve of raw distances: {pairs} (a rebuild fits the current kind)"
 
 
