@@ -203,8 +203,9 @@ def calibrate(
     the same person), label some indexed images and the percentage learns it: a CSV with the
     header path,group (images of one group are the same thing, and a group lists all of them:
     an indexed image left out is in none; paths relative to the file's folder or absolute) or
-    a,b,same (pairs, same = 1 or 0). A fifth of the labels is kept out of the fit to measure it;
-    vecsearch info shows the result. Labels naming images that are not in the index, of one kind
+    a,b,same (pairs, same = 1 or 0). The labels' curve serves every hit, a query's only near one
+    too. A fifth of the labels is kept out of the fit to measure it; vecsearch info shows the
+    result. Labels naming images that are not in the index, of one kind
     only, or too few (10 alike and 10 not among the labelled images' top hits, at least) are
     refused, and nothing changes.
 

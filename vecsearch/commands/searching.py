@@ -39,7 +39,9 @@ def query(
 
     A hit's percentage is the estimated probability that it is the same picture as the query (the
     same photo after everyday edits: resized, cropped, re-compressed, recoloured, mirrored, grey);
-    vecsearch calibrate teaches it another meaning. Every query appears in the output: one that
+    for a hit that is the only one near its query, as many queries are assumed to have a copy in
+    the collection as not, so an unrelated photo's nearest image reads low. vecsearch calibrate
+    teaches it another meaning. Every query appears in the output: one that
     has no hits gets a single row with empty hit fields (null in JSON). A query that cannot be
     read is reported on stderr and the others are answered. A query is also searched as its mirror
     image, and one without colour by its texture and keypoints alone. With --verify the top 20
