@@ -52,7 +52,10 @@ def test_build_and_info(tmp_path, photo_dir, encoder):
     assert (
         info["encoder"]["config"]["colour_side"] == encoder.config.colour_side
     )  # every setting, even those older files leave out
-    assert "recall@10" in run("info", "--index", tmp_path / "idx").stdout
+    lone = info["calibration"]["lone"]  # the curve of a query's only near hit, and its pairs
+    assert lone["positives"] >= 10 and lone["negatives"] >= 10
+    table = run("info", "--index", tmp_path / "idx").stdout
+    assert "recall@10" in table and f"for a query's only near hit, {lone['positives']} alike" in table
 
 
 @pytest.mark.parametrize(

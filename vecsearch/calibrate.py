@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import executors
-from .calibration import NEAR, RANK, Calibration, query_scales, reliability
+from .calibration import NEAR, RANK, Calibration, only_near, query_scales, reliability
 from .edits import copy_edit
 from .encoder import Encoder, Queries, example_images
 from .images import FileInfo, ImageError, to_pixels
@@ -297,17 +297,12 @@ def _pairs(
         top = np.sort(np.r_[dist[q][:shown][other[:shown]], refs])  # among the hits a search shows
         negative += list(top[:K] / scale[q])
         found = np.sort(np.r_[dist[q][other & ~near_others], refs])  # the copy with no relative indexed
-        lone_negative += _alone(found[:K] / query_scales(found[None, :], None)[0])
+        evidence = found[:K] / query_scales(found[None, :], None)[0]
+        lone_negative += list(evidence[only_near(evidence)])
     return (
         (np.array(positive), np.array(weight), np.array(negative)),
         (np.array(lone_positive), np.array(lone_negative)),
     )
-
-
-def _alone(evidence: np.ndarray) -> list[float]:
-    """The evidence values among a query's hits that are its only near one."""
-    near = evidence < NEAR
-    return [float(e) for e, n in zip(evidence, near) if near.sum() - n == 0]
 
 
 def _duplicates(

@@ -50,6 +50,12 @@ def query_scales(
     return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
+def only_near(evidence: np.ndarray) -> np.ndarray:
+    """Which hits (rows: a query's hits) have no other hit of their query under ``NEAR``."""
+    near = np.asarray(evidence) < NEAR
+    return near.sum(-1, keepdims=True) - near == 0
+
+
 @dataclass
 class Calibration:
     knots: np.ndarray  # increasing evidence values (raw squared-L2 distances for the legacy model)
@@ -92,9 +98,7 @@ class Calibration:
         main = self.percent_at(evidence)
         if self.lone is None or not self.relative:
             return main
-        near = evidence < NEAR
-        alone = near.sum(1, keepdims=True) - near == 0
-        return np.where(alone, 100.0 * np.interp(evidence, *self.lone), main)
+        return np.where(only_near(evidence), 100.0 * np.interp(evidence, *self.lone), main)
 
     def evidence_for(self, percent: float) -> float:
         """The largest evidence whose similarity is still ≥ ``percent`` (for range filters; times a

@@ -190,7 +190,8 @@ def calibration_spread(
 ) -> list[float]:
     """ECE of the same hits (``top10`` = evidence, relevant) under calibrations refitted on other
     random draws of sources and edits (the build used seed 0): how much the stated percentages
-    depend on which images the calibration happened to draw."""
+    depend on which images the calibration happened to draw. The hits are of indexed queries,
+    which find themselves, so the main curve states them all (``Calibration.percent_of_hits``)."""
     from . import ivf, pathnames
     from .calibrate import fit_calibration
     from .search import open_index
