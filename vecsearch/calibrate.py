@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import executors
-from .calibration import NEAR, RANK, Calibration, only_near, query_scales, reliability
+from .calibration import NEAR, RANK, Calibration, gap_ratios, only_near, query_scales, reliability
 from .edits import copy_edit
 from .encoder import Encoder, Queries, example_images
 from .images import FileInfo, ImageError, to_pixels
@@ -290,15 +290,17 @@ def _pairs(
     for q, o in enumerate(owner):
         indexed = hit[q] >= 0
         near_others = indexed & (dist[q] < NEAR * scale[q]) & (hit[q] != ids[o])
-        if not near_others.any():
-            lone_positive.append(source[q])
         other = indexed & ~np.isin(hit[q], list(same[o]))
         refs = to_refs[q][~same_refs[o]]
         top = np.sort(np.r_[dist[q][:shown][other[:shown]], refs])  # among the hits a search shows
         negative += list(top[:K] / scale[q])
-        found = np.sort(np.r_[dist[q][other & ~near_others], refs])  # the copy with no relative indexed
+        strange = dist[q][other & ~near_others]  # the copy with no relative indexed
+        found = np.sort(np.r_[strange, refs])
+        if not near_others.any():
+            lone_positive.append(source[q] * gap_ratios(source[q] * scale[q], strange)[0, 0])
         evidence = found[:K] / query_scales(found[None, :], None)[0]
-        lone_negative += list(evidence[only_near(evidence)])
+        alone = only_near(evidence)
+        lone_negative += list((evidence * gap_ratios(found[:K], strange)[0])[alone])
     return (
         (np.array(positive), np.array(weight), np.array(negative)),
         (np.array(lone_positive), np.array(lone_negative)),

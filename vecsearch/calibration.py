@@ -15,7 +15,9 @@ in the collection, which show other near hits; read for a query without any (an 
 copy of a photo the collection holds once), it took that query's nearest images for the copies it
 had seen (bench/RESULTS.md). The lone curve is learned from copies whose source is their only near
 hit and from the same copies with their relatives taken away, one of each per copy: it assumes that
-as many queries have a copy in the collection as have none (``calibrate.py``).
+as many queries have a copy in the collection as have none (``calibrate.py``). It reads the
+evidence times the hit's gap to the next one (``gap_ratios``): a copy stands out from the images
+after it, an unrelated photo's nearest image does not.
 
 The curve is fitted when an index is built (``calibrate.py``) and kept as knots; applying it is
 ``np.interp``, so a query needs no fitting library. Files written before the relative evidence
@@ -56,6 +58,18 @@ def only_near(evidence: np.ndarray) -> np.ndarray:
     return near.sum(-1, keepdims=True) - near == 0
 
 
+def gap_ratios(distances: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Each distance over the next larger one of its row's ``pool`` (a query's hits), 1 where none
+    is larger: how far a hit stands out from the indexed image after it, the ratio test of
+    local-feature matching, which tells a copy, alone near its query, from an unrelated photo's
+    nearest image better than the evidence alone (bench/TUNING.md). Not the reference photos: a
+    collection may hold them, and their twin would hide any gap."""
+    distances, pool = np.atleast_2d(distances), np.sort(np.atleast_2d(pool), axis=1)
+    ends = np.hstack([pool, np.full((len(pool), 1), np.inf)])
+    after = np.array([row[np.searchsorted(row, d, side="right")] for row, d in zip(ends, distances)])
+    return np.where(np.isfinite(after) & np.isfinite(distances), distances / after, 1.0)
+
+
 @dataclass
 class Calibration:
     knots: np.ndarray  # increasing evidence values (raw squared-L2 distances for the legacy model)
@@ -91,14 +105,16 @@ class Calibration:
         """Similarity in percent (0–100) at these evidence values, of hits among other near ones."""
         return 100.0 * np.interp(evidence, self.knots, self.probability)
 
-    def percent_of_hits(self, evidence: np.ndarray) -> np.ndarray:
+    def percent_of_hits(self, evidence: np.ndarray, gaps: np.ndarray | None = None) -> np.ndarray:
         """Similarity in percent of each query's hits (rows: all the hits a search fetched, at
-        least ``rank``), the lone curve for a hit that is its query's only near one."""
+        least ``rank``), the lone curve for a hit that is its query's only near one, read at its
+        evidence times its ``gaps`` (``gap_ratios``)."""
         evidence = np.atleast_2d(evidence)
         main = self.percent_at(evidence)
         if self.lone is None or not self.relative:
             return main
-        return np.where(only_near(evidence), 100.0 * np.interp(evidence, *self.lone), main)
+        lone = 100.0 * np.interp(evidence * (1.0 if gaps is None else gaps), *self.lone)
+        return np.where(only_near(evidence), lone, main)
 
     def evidence_for(self, percent: float) -> float:
         """The largest evidence whose similarity is still ≥ ``percent`` (for range filters; times a

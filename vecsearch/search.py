@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from . import ivf, matching, rerank, store
 from . import verify as verify_mod
-from .calibration import Calibration
+from .calibration import Calibration, gap_ratios
 from .encoder import Encoder, Queries
 from .images import ImageError, ImageInput, to_pixels
 from .manifest import IndexDirError, Manifest, Version, read_version
@@ -32,7 +32,7 @@ class Hit:
     distance: float
     rank: int = 1
     mirrored: bool = False  # found through the query's mirror image
-    evidence: float = 0.0  # what the percentage is read from: the distance over the query's scale
+    evidence: float = 0.0  # distance over the query's scale: the percentage's input (and the gap, if alone)
     inliers: int | None = None  # with verification: keypoint inliers (None: not verified)
     width: int | None = None  # the indexed file's pixels and bytes, read with its path
     height: int | None = None
@@ -237,7 +237,7 @@ class Index:
         dist = np.where(ids >= 0, dist, np.inf)
         cal = self.calibration
         evidence = cal.evidence(dist, cal.scales(dist, background))
-        sim = cal.percent_of_hits(evidence)
+        sim = cal.percent_of_hits(evidence, gap_ratios(dist, dist))
         dist, ids, mirrored, sim, evidence = (a[:, :k] for a in (dist, ids, mirrored, sim, evidence))
         keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
         facts = self._metadata.facts(ids[keep])
