@@ -262,6 +262,17 @@ def _stability(s: dict) -> list[str]:
                 f"best hit {r['strangers max']:.1f}% at most ({r['strangers mean']:.1f}% on average)",
             ]
         )
+        eces, means = (
+            [r["ECE"], *r["ECE other seeds"]],
+            [r["strangers mean"], *r["strangers mean other seeds"]],
+        )
+        rows.append(
+            [
+                f"the same under {len(eces)} calibration draws (seeds 0–{len(eces) - 1})",
+                f"ECE {np.mean(eces):.3f} ± {np.std(eces):.3f} ({min(eces):.3f}–{max(eces):.3f})",
+                f"unrelated photos' best hit {min(means):.1f}–{max(means):.1f}% on average",
+            ]
+        )
     if "makeup" in s:
         r = s["makeup"]
         rows.append(

@@ -192,22 +192,24 @@ def calibration_spread(
     random draws of sources and edits (the build used seed 0): how much the stated percentages
     depend on which images the calibration happened to draw. The hits are of indexed queries,
     which find themselves, so the main curve states them all (``Calibration.percent_of_hits``)."""
-    from . import ivf, pathnames
-    from .calibrate import fit_calibration
     from .search import open_index
 
     ix = open_index(index_dir)
-    meta = ix.metadata()
-    items = list(zip(meta["id"].to_pylist(), pathnames.of(meta), meta["sha1"].to_pylist()))
-    full = ivf.load(ix.version.file("index"), mmap=False)
     distance, relevant = top10[:2]
-    eces = []
-    for s in seeds:
-        cal = fit_calibration(
-            ix.encoder, full, items, True, seed=s, workers=workers, rerank_rows=ix.rerank_rows
-        )
-        eces.append(reliability(cal.percent_at(distance), relevant)[1])
-    return eces
+    return [reliability(refit(ix, s, workers).percent_at(distance), relevant)[1] for s in seeds]
+
+
+def refit(index, seed: int, workers: int | None = None):
+    """The calibration an opened index would have had from another draw of sources and edits."""
+    from . import ivf, pathnames
+    from .calibrate import fit_calibration
+
+    meta = index.metadata()
+    items = list(zip(meta["id"].to_pylist(), pathnames.of(meta), meta["sha1"].to_pylist()))
+    full = ivf.load(index.version.file("index"), mmap=False)
+    return fit_calibration(
+        index.encoder, full, items, True, seed=seed, workers=workers, rerank_rows=index.rerank_rows
+    )
 
 
 def phash_bits(paths: Sequence[str]) -> np.ndarray:
