@@ -132,6 +132,11 @@ def small_collections(
     return {"parts": parts, "sizes": out}
 
 
+def _best_hits(index, queries: list[str]) -> list[float]:
+    """The percentage of each query's best hit (queries without hits left out)."""
+    return [hits[0].similarity for hits in index.search_many(queries, k=1) if hits]
+
+
 def tiny(
     data: LabelledSet, work: Path, strangers: list[str], index_dir: Path, indexes: int = 5, size: int = 20
 ) -> dict:
@@ -142,8 +147,8 @@ def tiny(
     for n in range(indexes):
         part = list(rng.choice(data.paths, size, replace=False))
         index = vecsearch.build(part, work / f"tiny-{n}", quiet=True)
-        best += [hits[0].similarity for hits in index.search_many(strangers, k=1) if hits]
-    whole = [hits[0].similarity for hits in vecsearch.open(index_dir).search_many(strangers, k=1)]
+        best += _best_hits(index, strangers)
+    whole = _best_hits(vecsearch.open(index_dir), strangers)
     return {
         "indexes": indexes,
         "queries": len(best),
@@ -169,13 +174,13 @@ def outside(
     queries = [p for p in copies.paths if kind[p] not in ("original", "distractor")]
     index = vecsearch.build(indexed, work / "outside-index", quiet=True)
     sim, rel, _ = _top10(index, indexed, groups, queries)
-    best = [hits[0].similarity for hits in index.search_many(strangers, k=1)]
+    best = _best_hits(index, strangers)
     eces, means = [], []
     for seed in seeds:  # the same queries under calibrations from other draws of sources and edits
         index.calibration = refit(index, seed)
         s, r, _ = _top10(index, indexed, groups, queries)
         eces.append(reliability(s, r)[1])
-        means.append(float(np.mean([hits[0].similarity for hits in index.search_many(strangers, k=1)])))
+        means.append(float(np.mean(_best_hits(index, strangers))))
     return {
         "images": len(indexed),
         "queries": len(queries),

@@ -62,10 +62,6 @@ def test_a_querys_only_near_hit_is_read_from_the_lone_curve():
     np.testing.assert_allclose(gaps, [[0.5, 0.4, 0.4, 1.0]])  # over the next larger hit; 1 after the last
     halved = cal.percent_of_hits(evidence, np.full(evidence.shape, 0.5))
     assert halved[0, 0] == pytest.approx(75.0) and halved[1, 0] == p[1, 0]  # the gap is the lone curve's
-    gaps = gap_ratios(np.array([[0.2, 0.4, 0.4, 1.0]]), np.array([[0.2, 0.4, 0.4, 1.0]]))
-    np.testing.assert_allclose(gaps, [[0.5, 0.4, 0.4, 1.0]])  # over the next larger hit; 1 after the last
-    halved = cal.percent_of_hits(evidence, np.full(evidence.shape, 0.5))
-    assert halved[0, 0] == pytest.approx(75.0) and halved[1, 0] == p[1, 0]  # the gap is the lone curve's
     again = Calibration.from_json(cal.to_json())
     np.testing.assert_allclose(again.percent_of_hits(evidence), p, atol=1e-4)
     raw = json.loads(cal.to_json())

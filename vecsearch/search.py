@@ -237,7 +237,7 @@ class Index:
         dist = np.where(ids >= 0, dist, np.inf)
         cal = self.calibration
         evidence = cal.evidence(dist, cal.scales(dist, background))
-        sim = cal.percent_of_hits(evidence, gap_ratios(dist, dist))
+        sim = cal.percent_of_hits(evidence, gap_ratios(dist, dist) if cal.lone is not None else None)
         dist, ids, mirrored, sim, evidence = (a[:, :k] for a in (dist, ids, mirrored, sim, evidence))
         keep = (ids >= 0) & (sim >= (min_similarity or 0.0))
         facts = self._metadata.facts(ids[keep])
