@@ -291,6 +291,16 @@ def _stability(s: dict) -> list[str]:
                 _at_70_and_90(w),
             ]
         )
+        if "verify" in r:
+            v = r["verify"]
+            rows.append(
+                [
+                    f"the same {r['images']} images with `--verify` ({v['other shots']} hits are "
+                    f"other shots, {v['other shots ≥ 70']} of them stated ≥ 70%)",
+                    f"ECE {v['ECE']:.3f}",
+                    _at_70_and_90(v),
+                ]
+            )
     for name, r in s.get("labels", {}).items():
         rows.append(
             [
@@ -304,7 +314,7 @@ def _stability(s: dict) -> list[str]:
     return out
 
 
-def steadiness(data_root: Path, work: Path, results: dict) -> dict:
+def steadiness(data_root: Path, work: Path, results: dict, verify: bool = True) -> dict:
     """The stability figures (bench/stability.py) of the sets that were built."""
     t0 = time.time()
     out: dict = {}
@@ -316,7 +326,7 @@ def steadiness(data_root: Path, work: Path, results: dict) -> dict:
         out["small"] = stability.small_collections(copies, work / "stability", built)
         out["tiny"] = stability.tiny(copies, work / "stability", stability.strangers(data_root), built)
         out["outside"] = stability.outside(data_root, work / "stability", stability.strangers(data_root))
-        out["makeup"] = stability.makeup(data_root, work / "stability")
+        out["makeup"] = stability.makeup(data_root, work / "stability", verify=verify)
     out["labels"] = {
         name: stability.labels(name, data_root, work / "stability", work / f"quality-{name}")
         for name in ("ukbench", "holidays")
@@ -366,7 +376,7 @@ def main() -> None:
     results = {
         name: run_set(name, args.data, args.work, args.workers, not args.no_verify) for name in args.sets
     }
-    stable = None if args.no_stability else steadiness(args.data, args.work, results)
+    stable = None if args.no_stability else steadiness(args.data, args.work, results, not args.no_verify)
     text = section(results, started, stable) + f"\nWhole run: {time.time() - t0:.0f} s.\n"
     print(text)
     write_section("quality", text)

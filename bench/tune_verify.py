@@ -55,7 +55,7 @@ def candidates(name: str, data_root: Path) -> dict:
 
 def _both(query: verify.QueryKeypoints, path: str, side: int) -> tuple[int, int]:
     k = verify.keypoints(to_pixels(path, side))
-    return verify.inliers(query.straight, k), verify.inliers(query.mirrored, k)
+    return verify.match(query.straight, k).inliers, verify.match(query.mirrored, k).inliers
 
 
 def rank(c: dict, threshold: int, depth: int, by_inliers: bool) -> dict:
@@ -88,7 +88,7 @@ def main() -> None:
         f"| no verification | | | {no['ukbench']['N-S']:.3f} | {no['holidays']['mAP']:.3f} | "
         f"{no['wang']['P@10']:.3f} | {no['copies']['mAP']:.3f} |"
     )
-    # Below 20 the candidates' inliers are exact; verify.inliers stops counting under MIN_INLIERS.
+    # Below 20 the candidates' inliers are exact; verify.match stops counting under MIN_INLIERS.
     for threshold in (20, 25, 30):
         for depth in (20, 30):
             for by_inliers in (False, True):

@@ -230,6 +230,12 @@ def test_calibrate_from_labels_round_trip_and_bad_labels(tmp_path, built, photo_
     assert "from labels" in table
     opened = subprocess.run([sys.executable, "-c", f"import vecsearch; vecsearch.open({str(idx)!r})"])
     assert opened.returncode == 0
+    # Verification knows copies, not the user's groups: it reorders, the labels' curve states the %.
+    taught = vecsearch.open(idx)
+    plain = {h.path: h.similarity for h in taught.search(photos[0], k=10)}
+    checked = taught.search(photos[0], k=10, verify=True)
+    assert any(h.inliers is not None for h in checked)
+    assert all(h.similarity == pytest.approx(plain[h.path]) for h in checked if h.path in plain)
 
 
 @pytest.mark.slow

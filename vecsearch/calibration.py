@@ -80,6 +80,11 @@ class Calibration:
     rank: int = RANK
     lone: tuple[np.ndarray, np.ndarray] | None = None  # knots and probability for a query's only near hit
 
+    @property
+    def taught(self) -> bool:
+        """Fitted on a user's labels, whose meaning of "the same" verification does not know."""
+        return self.fitted_on.get("source") == "labels"
+
     def hits_needed(self, k: int) -> int:
         """How many hits a search must fetch to give ``k`` of them their percentages."""
         return max(k, self.rank) if self.relative else k

@@ -77,6 +77,7 @@ def hit_fields(hit, path: Callable[[str], str] = shown) -> dict:
         "id": hit.id,
         "path": path(hit.path),
         "inliers": hit.inliers,
+        "agreement": None if hit.agreement is None else round(hit.agreement, 3),
     }
 
 

@@ -34,6 +34,7 @@ class Hit:
     mirrored: bool = False  # found through the query's mirror image
     evidence: float = 0.0  # distance over the query's scale: the percentage's input (and the gap, if alone)
     inliers: int | None = None  # with verification: keypoint inliers (None: not verified)
+    agreement: float | None = None  # with verification: of the aligned pictures, -1..1 (verify.py)
     width: int | None = None  # the indexed file's pixels and bytes, read with its path
     height: int | None = None
     bytes: int | None = None
@@ -185,13 +186,15 @@ class Index:
             lambda p: to_pixels(p, side),
         )
         order = verify_mod.rerank(found) + list(range(len(top), len(hits)))
+        taught = self.calibration.taught  # the user's meaning: the percentages stay the labels' curve's
         checked = [*found, *([None] * (len(hits) - len(top)))]
         ranked = [
             dataclasses.replace(
                 hits[i],
                 rank=r + 1,
-                inliers=checked[i],
-                similarity=verify_mod.adjusted(hits[i].similarity, checked[i]),
+                inliers=None if checked[i] is None else checked[i].inliers,
+                agreement=None if checked[i] is None else checked[i].agreement,
+                similarity=verify_mod.adjusted(hits[i].similarity, None if taught else checked[i]),
             )
             for r, i in enumerate(order)
         ]

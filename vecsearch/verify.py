@@ -1,10 +1,17 @@
 """Geometric verification: whether a query and a candidate show the same picture, by their keypoints.
 
 ORB keypoints of both (at the encoder's working size) are matched by Hamming distance with Lowe's
-ratio test, and a RANSAC homography is fitted to the matches; its inliers are the evidence. A
-candidate with at least ``MIN_INLIERS`` is verified (pairs of unrelated photos get 4–11 by chance,
-and with 12 or 15 too many other views of an object passed on UKBench). A candidate found through
-the query's mirror image is matched with the mirror's keypoints. ``rerank`` moves the verified
+ratio test, and a RANSAC homography is fitted to the matches; its inliers decide whether the pair is
+verified. A candidate with at least ``MIN_INLIERS`` is (pairs of unrelated photos get 4–11 by
+chance, and with 12 or 15 too many other views of an object passed on UKBench). A candidate found
+through the query's mirror image is matched with the mirror's keypoints.
+
+Another shot of the same scene or object passes as easily as a copy: its keypoints on the object
+fit one homography too. What tells them apart is the rest of the picture. Aligned by that
+homography, a copy agrees with its source nearly everywhere (the same background, light and
+moment), another shot only where the object is (``agreement``: the median, over blocks of the
+overlap, of the grey levels' correlation). A verified hit's percentage comes from its agreement,
+a checked one that fails is moved down from the vector's (``adjusted``). ``rerank`` moves the verified
 candidates among the top ``DEPTH`` ahead of the others; each keep their order. It needs the
 indexed files at query time: a candidate whose file cannot be read keeps its place and says it was
 not verified.
@@ -29,13 +36,34 @@ RANSAC_ITERATIONS = 500
 N_FEATURES = 1000
 
 
+BLOCKS = 6  # the overlap is cut into BLOCKS x BLOCKS blocks for the agreement
+MIN_BLOCKS = 4  # blocks inside the overlap needed for an agreement
+CLIPPED = 2  # grey levels this near 0 or 255 are left out of the agreement
+FLAT = 2.0  # grey levels: a standard deviation under it is a flat fill
+BLUR = 2.0  # sigma, in working-size pixels, before the grey levels are compared
+
+
 @dataclass(frozen=True)
 class Keypoints:
     points: np.ndarray  # (n, 2) float32, pixel coordinates
     descriptors: np.ndarray  # (n, 32) uint8
+    grey: np.ndarray | None = None  # the grey image they were found in, blurred by BLUR
+    usable: np.ndarray | None = None  # uint8, 0 where the grey levels are clipped (or near it)
 
 
 NONE = Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+
+
+@dataclass(frozen=True)
+class Check:
+    """What verification found for one candidate."""
+
+    inliers: int
+    agreement: float | None = None  # of the aligned pictures, -1..1; None where not verified
+
+    @property
+    def verified(self) -> bool:
+        return self.inliers >= MIN_INLIERS
 
 
 def keypoints(pixels: np.ndarray, n_features: int | None = None) -> Keypoints:
@@ -46,21 +74,76 @@ def keypoints(pixels: np.ndarray, n_features: int | None = None) -> Keypoints:
     points, desc = cv2.ORB_create(nfeatures=n_features or N_FEATURES).detectAndCompute(grey, None)
     if desc is None or len(points) < 4:
         return NONE
-    return Keypoints(np.float32([p.pt for p in points]), desc)
+    blurred = cv2.GaussianBlur(grey, (0, 0), BLUR).astype(np.float32)
+    clipped = ((grey <= CLIPPED) | (grey >= 255 - CLIPPED)).astype(np.uint8)
+    usable = 1 - cv2.dilate(clipped, np.ones((7, 7), np.uint8))  # a strong tone edit crushes them
+    return Keypoints(np.float32([p.pt for p in points]), desc, blurred, usable)
 
 
-def inliers(a: Keypoints, b: Keypoints) -> int:
-    """RANSAC homography inliers among the ratio-tested matches of a to b (0 if too few)."""
+def match(a: Keypoints, b: Keypoints) -> Check:
+    """RANSAC homography inliers among the ratio-tested matches of a to b (0 if too few) and, where
+    they verify the pair, the agreement of the two pictures aligned by that homography."""
     if len(a.descriptors) < 4 or len(b.descriptors) < 4:
-        return 0
+        return Check(0)
     pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
     if len(good) < MIN_INLIERS:  # cannot be verified: no need to know how few would be inliers
-        return len(good) if len(good) < 4 else min(len(good), MIN_INLIERS - 1)
+        return Check(len(good) if len(good) < 4 else min(len(good), MIN_INLIERS - 1))
     src = a.points[[m.queryIdx for m in good]]
     dst = b.points[[m.trainIdx for m in good]]
-    _, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PIXELS, maxIters=RANSAC_ITERATIONS)
-    return int(mask.sum()) if mask is not None else 0
+    h, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PIXELS, maxIters=RANSAC_ITERATIONS)
+    found = int(mask.sum()) if mask is not None else 0
+    if found < MIN_INLIERS or a.grey is None or b.grey is None:
+        return Check(found)
+    return Check(found, agreement(a, b, h))
+
+
+def agreement(a: Keypoints, b: Keypoints, a_to_b: np.ndarray) -> float | None:
+    """How alike two pictures' grey levels are once aligned: ``a`` is warped onto ``b`` (or ``b``
+    onto ``a``, whichever covers more of the other), and the median over the blocks of the overlap
+    of their correlation is taken. A median, so that a stamp, a border or a blurred corner does not
+    count against a copy. A block counts where half of it is overlap that is neither flat nor
+    clipped; None where fewer than MIN_BLOCKS do (too little to compare)."""
+    try:
+        b_to_a = np.linalg.inv(a_to_b)
+    except np.linalg.LinAlgError:
+        return None
+    views = [_aligned(a, b, a_to_b), _aligned(b, a, b_to_a)]
+    warped, target, inside = max(views, key=lambda v: v[2].mean())
+    return _block_median(warped, target, inside)
+
+
+def _aligned(moving: Keypoints, fixed: Keypoints, h: np.ndarray) -> tuple[np.ndarray, ...]:
+    size = (fixed.grey.shape[1], fixed.grey.shape[0])
+    warped = cv2.warpPerspective(moving.grey, h, size)
+    cover = cv2.warpPerspective(moving.usable, h, size, flags=cv2.INTER_NEAREST)
+    inside = cv2.erode(cover, np.ones((5, 5), np.uint8)) > 0  # off the warped border's blur
+    return warped, fixed.grey, inside & (fixed.usable > 0)
+
+
+def _block_median(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> float | None:
+    inside = inside & _textured(a) & _textured(b)  # a flat fill (padding, rotation corners) says nothing
+    rows, cols = (np.linspace(0, n, BLOCKS + 1).astype(int) for n in inside.shape)
+    found = []
+    for i in range(BLOCKS):
+        for j in range(BLOCKS):
+            block = slice(rows[i], rows[i + 1]), slice(cols[j], cols[j + 1])
+            m = inside[block]
+            if m.mean() < 0.5:
+                continue
+            x, y = a[block][m], b[block][m]
+            x, y = x - x.mean(), y - y.mean()
+            norm = float(np.sqrt(np.dot(x, x) * np.dot(y, y)))
+            if norm > 1e-6:
+                found.append(float(np.dot(x, y)) / norm)
+    return float(np.median(found)) if len(found) >= MIN_BLOCKS else None
+
+
+def _textured(grey: np.ndarray) -> np.ndarray:
+    """Where the grey levels vary by more than FLAT around a pixel (7 x 7)."""
+    mean = cv2.blur(grey, (7, 7))
+    var = cv2.blur(grey * grey, (7, 7)) - mean * mean
+    return var > FLAT**2
 
 
 @dataclass(frozen=True)
@@ -72,10 +155,10 @@ class QueryKeypoints:
     def of(cls, pixels: np.ndarray) -> QueryKeypoints:
         return cls(keypoints(pixels), keypoints(np.ascontiguousarray(pixels[:, ::-1])))
 
-    def inliers(self, candidate: Keypoints, mirrored: bool) -> int:
-        """Inliers with the candidate: of the query, or of its mirror image when the candidate was
-        found through it."""
-        return inliers(self.mirrored if mirrored else self.straight, candidate)
+    def match(self, candidate: Keypoints, mirrored: bool) -> Check:
+        """The check against the candidate: of the query, or of its mirror image when the candidate
+        was found through it."""
+        return match(self.mirrored if mirrored else self.straight, candidate)
 
 
 def evidence(
@@ -83,14 +166,14 @@ def evidence(
     candidates: Sequence[tuple[str, bool]],
     load: Callable[[str], np.ndarray],
     workers: int = 2,
-) -> list[int | None]:
-    """Inliers of each candidate (path, found through the mirror) with the query; None where the
-    file cannot be read. Threads: OpenCV and the decoder release the GIL."""
+) -> list[Check | None]:
+    """The check of each candidate (path, found through the mirror) against the query; None where
+    the file cannot be read. Threads: OpenCV and the decoder release the GIL."""
 
-    def one(candidate: tuple[str, bool]) -> int | None:
+    def one(candidate: tuple[str, bool]) -> Check | None:
         path, mirrored = candidate
         try:
-            return query.inliers(keypoints(load(path)), mirrored)
+            return query.match(keypoints(load(path)), mirrored)
         except (OSError, ValueError):  # ImageError is a ValueError
             return None
 
@@ -102,24 +185,37 @@ def evidence(
 
 #: How much more often a candidate passes verification when it is a copy than when it is not: the
 #: likelihood ratios of passing and of failing, measured on the shared copy-detection set's top-10
-#: hits (bench/TUNING.md); a checked hit's percentage is the vector's, moved by them.
+#: hits; a hit that fails, or passes with too little overlap for an agreement, keeps the vector's
+#: percentage moved by them.
 PASSED_RATIO = 18.0
 FAILED_RATIO = 0.016
+#: A verified hit whose agreement is known: its log-odds are AGREEMENT_WEIGHT * atanh(agreement) +
+#: AGREEMENT_BIAS, a logistic fit on the verified pairs of the copy set and of UKBench and Holidays
+#: scenes the copy set did not take, where copies and other shots of a scene both verify and the
+#: vector cannot tell them apart (beside the agreement its fitted weight is -0.05), so it is left
+#: out (``python -m bench.tune_agreement``, bench/TUNING.md).
+AGREEMENT_WEIGHT = 3.28
+AGREEMENT_BIAS = -5.36
 
 
-def adjusted(percent: float, found: int | None) -> float:
+def adjusted(percent: float, check: Check | None) -> float:
     """A hit's percentage with its verification's evidence: unchanged when it was not checked."""
-    if found is None:
+    if check is None:
         return percent
     p = min(max(percent / 100.0, 1e-4), 1 - 1e-4)
-    odds = p / (1 - p) * (PASSED_RATIO if found >= MIN_INLIERS else FAILED_RATIO)
-    return 100.0 * odds / (1 + odds)
+    if not check.verified:
+        log_odds = np.log(p / (1 - p) * FAILED_RATIO)
+    elif check.agreement is None:
+        log_odds = np.log(p / (1 - p) * PASSED_RATIO)
+    else:
+        log_odds = AGREEMENT_WEIGHT * np.arctanh(np.clip(check.agreement, -0.99, 0.99)) + AGREEMENT_BIAS
+    return float(100.0 / (1.0 + np.exp(-log_odds)))
 
 
-def rerank(found: Sequence[int | None], min_inliers: int = MIN_INLIERS) -> list[int]:
-    """The new order of candidates (best first) whose inliers are ``found``: the verified ones (at
-    least min_inliers) first, then the others, each in their order (sorting the verified ones by
-    inliers cost UKBench N-S 0.01–0.03: bench/TUNING.md)."""
-    verified = [i for i, n in enumerate(found) if n is not None and n >= min_inliers]
+def rerank(found: Sequence[Check | None]) -> list[int]:
+    """The new order of candidates (best first) whose checks are ``found``: the verified ones first,
+    then the others, each in their order (sorting the verified ones by inliers cost UKBench N-S
+    0.01–0.03: bench/TUNING.md)."""
+    verified = [i for i, c in enumerate(found) if c is not None and c.verified]
     chosen = set(verified)
     return verified + [i for i in range(len(found)) if i not in chosen]

@@ -45,9 +45,12 @@ def query(
     has no hits gets a single row with empty hit fields (null in JSON). A query that cannot be
     read is reported on stderr and the others are answered. A query is also searched as its mirror
     image, and one without colour by its texture and keypoints alone. With --verify the top 20
-    candidates are checked keypoint by keypoint and the verified copies come first (an inliers
-    column; slower, and the indexed files must be readable: a hit whose file is not keeps its
-    place, with no inliers).
+    candidates are checked keypoint by keypoint and the verified ones come first; a verified hit's
+    percentage then says how well the two pictures agree once aligned (another shot of the same
+    scene verifies too, but agrees only where the object is; after calibrate --labels the
+    percentages stay the labels' curve's and verification only reorders). Inliers and agreement
+    columns; slower, and the indexed files must be readable: a hit whose file is not keeps its
+    place, with no inliers.
 
     Args:
         images: query images: files, folders (every image inside), globs or .txt lists
@@ -100,7 +103,8 @@ def query(
         return ERROR
     shown = relative(relative_to)
     note = f"(no hits at or above {min_similarity:g}%)" if min_similarity else "(no hits)"
-    columns = ["query", "rank", "similarity", "distance", "id", "path", *(["inliers"] if verify else [])]
+    checked = ["inliers", "agreement"] if verify else []
+    columns = ["query", "rank", "similarity", "distance", "id", "path", *checked]
     rows = []
     for q, hits in answered:
         found = [{"query": shown(q), **hit_fields(h, shown)} for h in hits]

@@ -1,0 +1,115 @@
+"""Fit how verification's agreement moves a verified hit's percentage (``verify.adjusted``).
+
+    python -m bench.tune_agreement [--data /work/shared/data]
+
+Two real builds: the copy set (its copies are the copies) and the UKBench and Holidays photos of
+scenes the copy set did not take (their same-scene hits are other shots, not copies; the make-up
+figures in bench/quality.py query other shots of the scenes it did take, so they are not in this
+fit). Every query's top-10 hits (the query left out) are checked as ``verify=True`` would; the
+verified ones with an agreement are the pairs. A logistic regression of "copy" on atanh(agreement)
+gives the two constants of ``verify.py``; the same with the vector's log-odds beside it shows that
+the vector adds nothing once a pair is verified (bench/TUNING.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import pickle
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+import vecsearch
+from bench import stability
+from vecsearch import verify
+from vecsearch.evaluate import load_labelled_set
+from vecsearch.images import to_pixels
+
+WORK = Path(__file__).parent / "work"
+
+
+def checked_hits(index, queries: list[str], group: dict[str, object]) -> dict[str, np.ndarray]:
+    """Each query's top-10 hits (itself left out) with their vector percentage, check and truth."""
+    side = index.encoder.config.max_side
+    keypoints = functools.lru_cache(maxsize=None)(lambda p: verify.keypoints(to_pixels(p, side)))
+    out: dict[str, list] = {"percent": [], "inliers": [], "agreement": [], "copy": []}
+    with ThreadPoolExecutor(2) as pool:
+        for q, found in zip(queries, index.search_many(queries, k=11)):
+            top = [h for h in found if h.path != q][:10]
+            query = verify.QueryKeypoints.of(to_pixels(q, side))
+            checks = list(pool.map(lambda h, qk=query: qk.match(keypoints(h.path), h.mirrored), top))
+            out["percent"] += [h.similarity for h in top]
+            out["inliers"] += [c.inliers for c in checks]
+            out["agreement"] += [np.nan if c.agreement is None else c.agreement for c in checks]
+            out["copy"] += [group[h.path] == group[q] for h in top]
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def features(percent: np.ndarray, agreement: np.ndarray) -> np.ndarray:
+    """atanh(agreement) and the vector's log-odds."""
+    p = np.clip(percent / 100.0, 1e-4, 1 - 1e-4)
+    return np.c_[np.arctanh(np.clip(agreement, -0.99, 0.99)), np.log(p / (1 - p))]
+
+
+def pairs(data_root: Path) -> dict[str, dict[str, np.ndarray]]:
+    copies = load_labelled_set(data_root / "copies")
+    built = vecsearch.build(copies.paths, _fresh("agreement-copies"), quiet=True)
+    group = dict(zip(copies.paths, copies.groups))
+    out = {"copies": checked_hits(built, [copies.paths[q] for q in copies.queries], group)}
+    others: dict[str, tuple] = {}
+    for name in stability.SCENES:
+        data = load_labelled_set(data_root / name)
+        keep = set(stability.unused(data_root, name, whole_scenes=True))
+        others |= {p: (name, g) for p, g in zip(data.paths, data.groups) if p in keep}
+    paths = list(others)
+    built = vecsearch.build(paths, _fresh("agreement-scenes"), quiet=True)
+    shots = checked_hits(built, paths, others)
+    shots["copy"] = np.zeros(len(shots["copy"]), bool)  # another shot of a scene is not a copy
+    out["other shots"] = shots
+    return out
+
+
+def _fresh(name: str) -> Path:
+    path = WORK / name
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    args = ap.parse_args()
+    cache = WORK / "agreement-pairs.pkl"
+    if cache.exists():
+        found = pickle.loads(cache.read_bytes())
+    else:
+        found = pairs(args.data)
+        cache.write_bytes(pickle.dumps(found))
+    both = {k: np.concatenate([found[s][k] for s in found]) for k in found["copies"]}
+    used = (both["inliers"] >= verify.MIN_INLIERS) & np.isfinite(both["agreement"])
+    x, y = features(both["percent"][used], both["agreement"][used]), both["copy"][used]
+    model = LogisticRegression(C=10.0).fit(x[:, :1], y)
+    beside = LogisticRegression(C=10.0).fit(x, y)
+    print(f"pairs: {used.sum()} verified with an agreement ({y.sum()} copies, {(~y).sum()} other)")
+    for name, f in found.items():
+        ok = (f["inliers"] >= verify.MIN_INLIERS) & np.isfinite(f["agreement"])
+        a = f["agreement"][ok]
+        for kind, m in (("copies", f["copy"][ok]), ("not copies", ~f["copy"][ok])):
+            if m.any():
+                q = " ".join(f"{v:.3f}" for v in np.percentile(a[m], [10, 25, 50, 75, 90]))
+                print(f"{name}, {kind}: {m.sum()} verified, agreement p10-p90 {q}")
+    print(f"AGREEMENT_WEIGHT = {model.coef_[0, 0]:.3f}")
+    print(f"AGREEMENT_BIAS = {model.intercept_[0]:.3f}")
+    w = beside.coef_[0]
+    print(
+        f"with the vector's log-odds beside it: {w[0]:.3f} * atanh(agreement) + {w[1]:.3f} * vector "
+        f"{beside.intercept_[0]:+.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
