@@ -123,7 +123,7 @@ def _aligned(moving: Keypoints, fixed: Keypoints, h: np.ndarray) -> tuple[np.nda
 
 def _block_median(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> float | None:
     inside = inside & _textured(a) & _textured(b)  # a flat fill (padding, rotation corners) says nothing
-    rows, cols = (np.linspace(0, n, BLOCKS + 1).astype(int) for n in inside.shape)
+    rows, cols = ([i * n // BLOCKS for i in range(BLOCKS + 1)] for n in inside.shape)
     found = []
     for i in range(BLOCKS):
         for j in range(BLOCKS):
