@@ -59,7 +59,7 @@ class Check:
     """What verification found for one candidate."""
 
     inliers: int
-    agreement: float | None = None  # of the aligned pictures, -1..1; None where not verified
+    agreement: float | None = None  # aligned pictures, -1..1; None: not verified or too little to compare
 
     @property
     def verified(self) -> bool:
