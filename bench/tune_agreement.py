@@ -14,10 +14,8 @@ the vector adds nothing once a pair is verified (bench/TUNING.md).
 from __future__ import annotations
 
 import argparse
-import functools
 import pickle
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +33,15 @@ WORK = Path(__file__).parent / "work"
 def checked_hits(index, queries: list[str], group: dict[str, object]) -> dict[str, np.ndarray]:
     """Each query's top-10 hits (itself left out) with their vector percentage, check and truth."""
     side = index.encoder.config.max_side
-    keypoints = functools.lru_cache(maxsize=None)(lambda p: verify.keypoints(to_pixels(p, side)))
     out: dict[str, list] = {"percent": [], "inliers": [], "agreement": [], "copy": []}
-    with ThreadPoolExecutor(2) as pool:
-        for q, found in zip(queries, index.search_many(queries, k=11)):
-            top = [h for h in found if h.path != q][:10]
-            query = verify.QueryKeypoints.of(to_pixels(q, side))
-            checks = list(pool.map(lambda h, qk=query: qk.match(keypoints(h.path), h.mirrored), top))
-            out["percent"] += [h.similarity for h in top]
-            out["inliers"] += [c.inliers for c in checks]
-            out["agreement"] += [np.nan if c.agreement is None else c.agreement for c in checks]
-            out["copy"] += [group[h.path] == group[q] for h in top]
+    for q, found in zip(queries, index.search_many(queries, k=11)):
+        top = [h for h in found if h.path != q][:10]
+        query = verify.QueryKeypoints.of(to_pixels(q, side))
+        checks = verify.evidence(query, [(h.path, h.mirrored) for h in top], lambda p: to_pixels(p, side))
+        out["percent"] += [h.similarity for h in top]
+        out["inliers"] += [c.inliers for c in checks]
+        out["agreement"] += [np.nan if c.agreement is None else c.agreement for c in checks]
+        out["copy"] += [group[h.path] == group[q] for h in top]
     return {k: np.asarray(v) for k, v in out.items()}
 
 

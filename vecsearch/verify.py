@@ -47,8 +47,7 @@ BLUR = 2.0  # sigma, in working-size pixels, before the grey levels are compared
 class Keypoints:
     points: np.ndarray  # (n, 2) float32, pixel coordinates
     descriptors: np.ndarray  # (n, 32) uint8
-    grey: np.ndarray | None = None  # the grey image they were found in, blurred by BLUR
-    usable: np.ndarray | None = None  # uint8, 0 where the grey levels are clipped (or near it)
+    grey: np.ndarray | None = None  # the grey image they were found in (for the agreement)
 
 
 NONE = Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
@@ -74,10 +73,7 @@ def keypoints(pixels: np.ndarray, n_features: int | None = None) -> Keypoints:
     points, desc = cv2.ORB_create(nfeatures=n_features or N_FEATURES).detectAndCompute(grey, None)
     if desc is None or len(points) < 4:
         return NONE
-    blurred = cv2.GaussianBlur(grey, (0, 0), BLUR).astype(np.float32)
-    clipped = ((grey <= CLIPPED) | (grey >= 255 - CLIPPED)).astype(np.uint8)
-    usable = 1 - cv2.dilate(clipped, np.ones((7, 7), np.uint8))  # a strong tone edit crushes them
-    return Keypoints(np.float32([p.pt for p in points]), desc, blurred, usable)
+    return Keypoints(np.float32([p.pt for p in points]), desc, grey)
 
 
 def match(a: Keypoints, b: Keypoints) -> Check:
@@ -108,17 +104,27 @@ def agreement(a: Keypoints, b: Keypoints, a_to_b: np.ndarray) -> float | None:
         b_to_a = np.linalg.inv(a_to_b)
     except np.linalg.LinAlgError:
         return None
+    a, b = _comparable(a.grey), _comparable(b.grey)
     views = [_aligned(a, b, a_to_b), _aligned(b, a, b_to_a)]
     warped, target, inside = max(views, key=lambda v: v[2].mean())
     return _block_median(warped, target, inside)
 
 
-def _aligned(moving: Keypoints, fixed: Keypoints, h: np.ndarray) -> tuple[np.ndarray, ...]:
-    size = (fixed.grey.shape[1], fixed.grey.shape[0])
-    warped = cv2.warpPerspective(moving.grey, h, size)
-    cover = cv2.warpPerspective(moving.usable, h, size, flags=cv2.INTER_NEAREST)
+def _comparable(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grey levels blurred by BLUR, and where they are usable (uint8): not clipped, nor next to
+    clipped ones, which a strong tone edit crushes."""
+    clipped = ((grey <= CLIPPED) | (grey >= 255 - CLIPPED)).astype(np.uint8)
+    usable = 1 - cv2.dilate(clipped, np.ones((7, 7), np.uint8))
+    return cv2.GaussianBlur(grey, (0, 0), BLUR).astype(np.float32), usable
+
+
+def _aligned(moving: tuple, fixed: tuple, h: np.ndarray) -> tuple[np.ndarray, ...]:
+    (grey, usable), (target, target_usable) = moving, fixed
+    size = (target.shape[1], target.shape[0])
+    warped = cv2.warpPerspective(grey, h, size)
+    cover = cv2.warpPerspective(usable, h, size, flags=cv2.INTER_NEAREST)
     inside = cv2.erode(cover, np.ones((5, 5), np.uint8)) > 0  # off the warped border's blur
-    return warped, fixed.grey, inside & (fixed.usable > 0)
+    return warped, target, inside & (target_usable > 0)
 
 
 def _block_median(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> float | None:
