@@ -22,6 +22,7 @@ import pytest
 from conftest import mild_edit, refused, script, vs
 
 import vecsearch
+from vecsearch.verify import MIN_INLIERS
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -439,6 +440,22 @@ def test_the_page_in_a_browser(site, browser_page):
     assert page.inner_text("#results .query:first-child h2") == HOSTILE
     assert Path(_shown(page)[0][2]).name == HOSTILE
     assert page.locator("img[src='x']").count() == 0 and page.alerts == []
+
+    page.check("#verify")  # what verification found is shown beside each hit
+    page.set_input_files("#pick", str(site["edited"]))
+    page.wait_for_function("() => document.querySelectorAll('#results .query').length === 4")
+    page.wait_for_selector("#results .query:first-child .hit")
+    first = page.locator("#results .query").first
+    facts = first.locator(".hit .facts").all_inner_texts()
+    verified = re.search(r"(\d+) inliers, agreement (0\.\d+|1\.000)", facts[0])
+    assert Path(_shown(page)[0][2]).name in ("chelsea.jpg", "chelsea-copy.jpg"), facts
+    assert verified and int(verified[1]) >= MIN_INLIERS and float(verified[2]) > 0.9, facts
+    assert all(re.search(r"\d+ inliers", f) for f in facts[1:])  # failed checks say how few
+    first.locator(".hit button").first.click()
+    page.wait_for_selector("#viewer[open]")
+    assert verified[0] in page.inner_text("#viewer-facts")
+    page.keyboard.press("Escape")
+    page.uncheck("#verify")
 
     page.click("#show-dedup")
     page.fill("#dedup-min", "80")

@@ -150,10 +150,17 @@ function renderHit(query, hits, n) {
   const percent = element("span", "percent", `${hit.similarity}%`);
   button.append(img, percent);
   button.addEventListener("click", () => openViewer(query, hits, n));
-  const facts = element("p", "facts", `${hit.width}×${hit.height} · ${size(hit.bytes)}`
-    + (hit.inliers ? ` · ${hit.inliers} inliers` : ""));
+  const facts = element("p", "facts", `${hit.width}×${hit.height} · ${size(hit.bytes)}` + checked(hit));
   item.append(button, element("p", "path", hit.path), facts);
   return item;
+}
+
+// What verification found: its keypoint inliers and, where they verify the hit, how well the two
+// pictures agree once aligned (near 1 for a copy, less for another shot of the scene).
+function checked(hit) {
+  if (hit.inliers == null) return "";
+  const agrees = hit.agreement == null ? "" : `, agreement ${hit.agreement.toFixed(3)}`;
+  return ` · ${hit.inliers} inliers${agrees}`;
 }
 
 // --- the large view ----------------------------------------------------------------------------
@@ -167,7 +174,7 @@ function openViewer(query, hits, n) {
   showImage($("viewer-hit"), hit.id, true).catch((e) => { $("viewer-facts").textContent = e.message; });
   $("viewer-hit-name").textContent = hit.path;
   $("viewer-facts").textContent = `#${hit.rank} · ${hit.similarity}% · ${hit.width}×${hit.height} · `
-    + size(hit.bytes) + (hit.inliers ? ` · ${hit.inliers} inliers` : "");
+    + size(hit.bytes) + checked(hit);
   $("viewer-prev").disabled = n === 0;
   $("viewer-next").disabled = n === hits.length - 1;
   if (!$("viewer").open) $("viewer").showModal();
