@@ -7,8 +7,9 @@ scenes the copy set did not take (their same-scene hits are other shots, not cop
 figures in bench/quality.py query other shots of the scenes it did take, so they are not in this
 fit). Every query's top-10 hits (the query left out) are checked as ``verify=True`` would; the
 verified ones with an agreement are the pairs. A logistic regression of "copy" on atanh(agreement)
-gives the two constants of ``verify.py``; the same with the vector's log-odds beside it shows that
-the vector adds nothing once a pair is verified (bench/TUNING.md).
+gives the constants of ``verify.py`` (the agreement's clip: the one of least held-out log loss among
+CLIPS); the same with the vector's log-odds beside it shows that the vector adds nothing once a pair is
+verified (bench/TUNING.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
 
 import vecsearch
 from bench import stability
@@ -45,10 +47,19 @@ def checked_hits(index, queries: list[str], group: dict[str, object]) -> dict[st
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def features(percent: np.ndarray, agreement: np.ndarray) -> np.ndarray:
-    """atanh(agreement) and the vector's log-odds."""
+CLIPS = (0.985, 0.99, 0.993, 0.995, 0.996, 0.997, 0.998, 0.999)  # of the agreement, tried
+
+
+def features(percent: np.ndarray, agreement: np.ndarray, clip: float = verify.AGREEMENT_CLIP) -> np.ndarray:
+    """atanh(agreement clipped to ``clip``) and the vector's log-odds."""
     p = np.clip(percent / 100.0, 1e-4, 1 - 1e-4)
-    return np.c_[np.arctanh(np.clip(agreement, -0.99, 0.99)), np.log(p / (1 - p))]
+    return np.c_[np.arctanh(np.clip(agreement, -clip, clip)), np.log(p / (1 - p))]
+
+
+def held_out_log_loss(x: np.ndarray, y: np.ndarray) -> float:
+    """Of the logistic fit, over 5 stratified folds."""
+    scores = cross_val_score(LogisticRegression(C=10.0), x, y, cv=5, scoring="neg_log_loss")
+    return float(-scores.mean())
 
 
 def pairs(data_root: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -87,7 +98,11 @@ def main() -> None:
         cache.write_bytes(pickle.dumps(found))
     both = {k: np.concatenate([found[s][k] for s in found]) for k in found["copies"]}
     used = (both["inliers"] >= verify.MIN_INLIERS) & np.isfinite(both["agreement"])
-    x, y = features(both["percent"][used], both["agreement"][used]), both["copy"][used]
+    y = both["copy"][used]
+    for clip in CLIPS:
+        loss = held_out_log_loss(features(both["percent"][used], both["agreement"][used], clip)[:, :1], y)
+        print(f"agreement clipped to {clip}: held-out log loss {loss:.4f}")
+    x = features(both["percent"][used], both["agreement"][used])
     model = LogisticRegression(C=10.0).fit(x[:, :1], y)
     beside = LogisticRegression(C=10.0).fit(x, y)
     print(f"pairs: {used.sum()} verified with an agreement ({y.sum()} copies, {(~y).sum()} other)")
@@ -98,8 +113,10 @@ def main() -> None:
             if m.any():
                 q = " ".join(f"{v:.3f}" for v in np.percentile(a[m], [10, 25, 50, 75, 90]))
                 print(f"{name}, {kind}: {m.sum()} verified, agreement p10-p90 {q}")
+    print(f"with AGREEMENT_CLIP = {verify.AGREEMENT_CLIP}:")
     print(f"AGREEMENT_WEIGHT = {model.coef_[0, 0]:.3f}")
     print(f"AGREEMENT_BIAS = {model.intercept_[0]:.3f}")
+    print(f"copies are {y.mean():.3f} of the pairs (the share the percentage assumes)")
     w = beside.coef_[0]
     print(
         f"with the vector's log-odds beside it: {w[0]:.3f} * atanh(agreement) + {w[1]:.3f} * vector "

@@ -196,12 +196,14 @@ def evidence(
 PASSED_RATIO = 18.0
 FAILED_RATIO = 0.016
 #: A verified hit whose agreement is known: its log-odds are AGREEMENT_WEIGHT * atanh(agreement) +
-#: AGREEMENT_BIAS, a logistic fit on the verified pairs of the copy set and of UKBench and Holidays
-#: scenes the copy set did not take, where copies and other shots of a scene both verify and the
-#: vector cannot tell them apart (beside the agreement its fitted weight is -0.05), so it is left
-#: out (``python -m bench.tune_agreement``, bench/TUNING.md).
-AGREEMENT_WEIGHT = 3.28
-AGREEMENT_BIAS = -5.36
+#: AGREEMENT_BIAS, the agreement clipped to AGREEMENT_CLIP (the clip of least held-out log loss);
+#: a logistic fit on the verified pairs of the copy set and of UKBench and Holidays scenes the copy
+#: set did not take, where copies and other shots of a scene both verify and the vector cannot tell
+#: them apart (beside the agreement its fitted weight is -0.1), so it is left out (``python -m
+#: bench.tune_agreement``, bench/TUNING.md).
+AGREEMENT_WEIGHT = 2.788
+AGREEMENT_BIAS = -4.629
+AGREEMENT_CLIP = 0.996
 
 
 def adjusted(percent: float, check: Check | None) -> float:
@@ -214,8 +216,14 @@ def adjusted(percent: float, check: Check | None) -> float:
     elif check.agreement is None:
         log_odds = np.log(p / (1 - p) * PASSED_RATIO)
     else:
-        log_odds = AGREEMENT_WEIGHT * np.arctanh(np.clip(check.agreement, -0.99, 0.99)) + AGREEMENT_BIAS
+        log_odds = agreement_log_odds(check.agreement)
     return float(100.0 / (1.0 + np.exp(-log_odds)))
+
+
+def agreement_log_odds(agreement: float | np.ndarray) -> float | np.ndarray:
+    """Log-odds that a verified pair of this agreement is a copy, among verified pairs of which
+    copies are the share they were in the fit's."""
+    return AGREEMENT_WEIGHT * np.arctanh(np.clip(agreement, -AGREEMENT_CLIP, AGREEMENT_CLIP)) + AGREEMENT_BIAS
 
 
 def rerank(found: Sequence[Check | None]) -> list[int]:
