@@ -201,16 +201,21 @@ def makeup(data_root: Path, work: Path, verify: bool = False) -> dict:
     the hits left out that are other shots of the query's original's scene or object (UKBench,
     Holidays), which are not copies but are sometimes nearly the same picture. With ``verify``,
     the same again with verification on."""
-    copies = load_labelled_set(data_root / "copies")
-    others = [p for name in ("ukbench", "holidays", "wang") for p in unused(data_root, name)]
-    paths = copies.paths + others
-    groups = dict(zip(copies.paths, copies.groups)) | {p: f"other-{i}" for i, p in enumerate(others)}
+    paths, groups, queries, added = makeup_collection(data_root)
     index = vecsearch.build(paths, work / "makeup-index", quiet=True)
-    queries = [copies.paths[q] for q in copies.queries]
     out = _makeup_figures(data_root, index, paths, groups, queries, False)
     if verify:
         out["verify"] = _makeup_figures(data_root, index, paths, groups, queries, True)
-    return {"images": len(paths), "added": len(others), **out}
+    return {"images": len(paths), "added": added, **out}
+
+
+def makeup_collection(data_root: Path) -> tuple[list[str], dict[str, object], list[str], int]:
+    """The make-up collection's paths, their groups (each added photo a group of its own), its
+    queries (the copy set's) and how many photos were added."""
+    copies = load_labelled_set(data_root / "copies")
+    others = [p for name in ("ukbench", "holidays", "wang") for p in unused(data_root, name)]
+    groups = dict(zip(copies.paths, copies.groups)) | {p: f"other-{i}" for i, p in enumerate(others)}
+    return copies.paths + others, groups, [copies.paths[q] for q in copies.queries], len(others)
 
 
 def _makeup_figures(data_root: Path, index, paths, groups, queries, verify: bool) -> dict:
