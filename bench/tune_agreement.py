@@ -7,9 +7,9 @@ scenes the copy set did not take (their same-scene hits are other shots, not cop
 figures in bench/quality.py query other shots of the scenes it did take, so they are not in this
 fit). Every query's top-10 hits (the query left out) are checked as ``verify=True`` would; the
 verified ones with an agreement are the pairs. A logistic regression of "copy" on atanh(agreement)
-gives the constants of ``verify.py`` (the agreement's clip: the one of least held-out log loss among
-CLIPS); the same with the vector's log-odds beside it shows that the vector adds nothing once a pair is
-verified (bench/TUNING.md).
+gives the constants of ``verify.py`` (the agreement's clip: the one of least held-out log loss
+among CLIPS); the same with the vector's log-odds beside it shows that the vector adds nothing
+once a pair is verified (bench/TUNING.md).
 """
 
 from __future__ import annotations

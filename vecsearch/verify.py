@@ -221,8 +221,8 @@ def adjusted(percent: float, check: Check | None) -> float:
 
 
 def agreement_log_odds(agreement: float | np.ndarray) -> float | np.ndarray:
-    """Log-odds that a verified pair of this agreement is a copy, among verified pairs of which
-    copies are the share they were in the fit's."""
+    """Log-odds that a verified pair of this agreement is a copy, where copies are as large a share
+    of the verified pairs as in the fit's (0.829: bench/TUNING.md)."""
     return AGREEMENT_WEIGHT * np.arctanh(np.clip(agreement, -AGREEMENT_CLIP, AGREEMENT_CLIP)) + AGREEMENT_BIAS
 
 
