@@ -47,6 +47,11 @@ def checked_hits(index, queries: list[str], group: dict[str, object]) -> dict[st
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+def verified(found: dict[str, np.ndarray]) -> np.ndarray:
+    """Which checked hits verified with an agreement: the pairs the fit is made on."""
+    return (found["inliers"] >= verify.MIN_INLIERS) & np.isfinite(found["agreement"])
+
+
 CLIPS = (0.985, 0.99, 0.993, 0.995, 0.996, 0.997, 0.998, 0.999)  # of the agreement, tried
 
 
@@ -97,7 +102,7 @@ def main() -> None:
         found = pairs(args.data)
         cache.write_bytes(pickle.dumps(found))
     both = {k: np.concatenate([found[s][k] for s in found]) for k in found["copies"]}
-    used = (both["inliers"] >= verify.MIN_INLIERS) & np.isfinite(both["agreement"])
+    used = verified(both)
     y = both["copy"][used]
     for clip in CLIPS:
         loss = held_out_log_loss(features(both["percent"][used], both["agreement"][used], clip)[:, :1], y)
@@ -107,7 +112,7 @@ def main() -> None:
     beside = LogisticRegression(C=10.0).fit(x, y)
     print(f"pairs: {used.sum()} verified with an agreement ({y.sum()} copies, {(~y).sum()} other)")
     for name, f in found.items():
-        ok = (f["inliers"] >= verify.MIN_INLIERS) & np.isfinite(f["agreement"])
+        ok = verified(f)
         a = f["agreement"][ok]
         for kind, m in (("copies", f["copy"][ok]), ("not copies", ~f["copy"][ok])):
             if m.any():

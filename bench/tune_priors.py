@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 
 import vecsearch
 from bench import stability
-from bench.tune_agreement import WORK, checked_hits, features
+from bench.tune_agreement import WORK, checked_hits, features, verified
 from bench.tune_agreement import pairs as fit_pairs
 from vecsearch import verify
 from vecsearch.calibration import reliability
@@ -61,10 +61,6 @@ def collections(data_root: Path) -> dict[str, dict]:
         ok = verified(inside)
         out[name] = {"queries": checked_hits(index, queries, groups), "inside": inside["agreement"][ok]}
     return out
-
-
-def verified(found: dict[str, np.ndarray]) -> np.ndarray:
-    return (found["inliers"] >= verify.MIN_INLIERS) & np.isfinite(found["agreement"])
 
 
 def share(agreement: np.ndarray, start: float, pseudo: float) -> float:
