@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 import vecsearch
@@ -17,6 +18,38 @@ from vecsearch.encoder import Encoder, example_images
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SCRIPT = Path(sys.executable).with_name("vecsearch")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail, naming them, where the tests left a process running: a pool worker left behind keeps
+    the interpreter from exiting (its pool's manager thread waits for it), which CI would show only
+    as a timeout. multiprocessing's own helpers (the fork server, the resource tracker) live until
+    the interpreter exits; their children do not. The rest are killed, so that pytest can exit."""
+    helpers = {p.pid for p in psutil.Process().children() if _helper(p)}  # their forks share their cmdline
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in helpers]
+    left = psutil.wait_procs(left, timeout=15)[1]
+    if not left:
+        return
+    names = ", ".join(f"{p.pid} ({' '.join(_cmdline(p))[:100]})" for p in left)
+    sys.stderr.write(f"\nthe tests left {len(left)} process(es) running: {names}\n")
+    for p in left:
+        p.kill()
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return ["?"]
+
+
+def _helper(p: psutil.Process) -> bool:
+    line = " ".join(_cmdline(p))
+    return (
+        "from multiprocessing.forkserver import" in line
+        or "from multiprocessing.resource_tracker import" in line
+    )
 
 
 def script() -> str:
