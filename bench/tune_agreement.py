@@ -7,9 +7,10 @@ scenes the copy set did not take (their same-scene hits are other shots, not cop
 figures in bench/quality.py query other shots of the scenes it did take, so they are not in this
 fit). Every query's top-10 hits (the query left out) are checked as ``verify=True`` would; the
 verified ones with an agreement are the pairs. A logistic regression of "copy" on atanh(agreement)
-gives the constants of ``verify.py`` (the agreement's clip: the one of least held-out log loss
-among CLIPS); the same with the vector's log-odds beside it shows that the vector adds nothing
-once a pair is verified (bench/TUNING.md).
+and the inliers' residual gives the constants of ``verify.py`` (the agreement's clip: the one of
+least held-out log loss among CLIPS); the held-out log loss of the agreement alone shows what the
+residual adds, and the same fit with the vector's log-odds beside them shows that the vector adds
+nothing once a pair is verified (bench/TUNING.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ WORK = Path(__file__).parent / "work"
 def checked_hits(index, queries: list[str], group: dict[str, object]) -> dict[str, np.ndarray]:
     """Each query's top-10 hits (itself left out) with their vector percentage, check and truth."""
     side = index.encoder.config.max_side
-    out: dict[str, list] = {"percent": [], "inliers": [], "agreement": [], "copy": []}
+    out: dict[str, list] = {"percent": [], "inliers": [], "agreement": [], "residual": [], "copy": []}
     for q, found in zip(queries, index.search_many(queries, k=11)):
         top = [h for h in found if h.path != q][:10]
         query = verify.QueryKeypoints.of(to_pixels(q, side))
@@ -43,6 +44,7 @@ def checked_hits(index, queries: list[str], group: dict[str, object]) -> dict[st
         out["percent"] += [h.similarity for h in top]
         out["inliers"] += [c.inliers for c in checks]
         out["agreement"] += [np.nan if c.agreement is None else c.agreement for c in checks]
+        out["residual"] += [np.nan if c.residual is None else c.residual for c in checks]
         out["copy"] += [group[h.path] == group[q] for h in top]
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -55,10 +57,10 @@ def verified(found: dict[str, np.ndarray]) -> np.ndarray:
 CLIPS = (0.985, 0.99, 0.993, 0.995, 0.996, 0.997, 0.998, 0.999)  # of the agreement, tried
 
 
-def features(percent: np.ndarray, agreement: np.ndarray, clip: float = verify.AGREEMENT_CLIP) -> np.ndarray:
-    """atanh(agreement clipped to ``clip``) and the vector's log-odds."""
-    p = np.clip(percent / 100.0, 1e-4, 1 - 1e-4)
-    return np.c_[np.arctanh(np.clip(agreement, -clip, clip)), np.log(p / (1 - p))]
+def features(found: dict[str, np.ndarray], clip: float = verify.AGREEMENT_CLIP) -> np.ndarray:
+    """atanh(agreement clipped to ``clip``), the residual and the vector's log-odds."""
+    p = np.clip(found["percent"] / 100.0, 1e-4, 1 - 1e-4)
+    return np.c_[np.arctanh(np.clip(found["agreement"], -clip, clip)), found["residual"], np.log(p / (1 - p))]
 
 
 def held_out_log_loss(x: np.ndarray, y: np.ndarray) -> float:
@@ -103,29 +105,33 @@ def main() -> None:
         cache.write_bytes(pickle.dumps(found))
     both = {k: np.concatenate([found[s][k] for s in found]) for k in found["copies"]}
     used = verified(both)
-    y = both["copy"][used]
+    pairs_used = {k: v[used] for k, v in both.items()}
+    y = pairs_used["copy"]
     for clip in CLIPS:
-        loss = held_out_log_loss(features(both["percent"][used], both["agreement"][used], clip)[:, :1], y)
-        print(f"agreement clipped to {clip}: held-out log loss {loss:.4f}")
-    x = features(both["percent"][used], both["agreement"][used])
-    model = LogisticRegression(C=10.0).fit(x[:, :1], y)
+        x = features(pairs_used, clip)
+        print(
+            f"agreement clipped to {clip}: held-out log loss {held_out_log_loss(x[:, :2], y):.4f} "
+            f"({held_out_log_loss(x[:, :1], y):.4f} without the residual)"
+        )
+    x = features(pairs_used)
+    model = LogisticRegression(C=10.0).fit(x[:, :2], y)
     beside = LogisticRegression(C=10.0).fit(x, y)
     print(f"pairs: {used.sum()} verified with an agreement ({y.sum()} copies, {(~y).sum()} other)")
     for name, f in found.items():
         ok = verified(f)
-        a = f["agreement"][ok]
         for kind, m in (("copies", f["copy"][ok]), ("not copies", ~f["copy"][ok])):
-            if m.any():
-                q = " ".join(f"{v:.3f}" for v in np.percentile(a[m], [10, 25, 50, 75, 90]))
-                print(f"{name}, {kind}: {m.sum()} verified, agreement p10-p90 {q}")
+            for what in ("agreement", "residual") if m.any() else ():
+                q = " ".join(f"{v:.3f}" for v in np.percentile(f[what][ok][m], [10, 25, 50, 75, 90]))
+                print(f"{name}, {kind}: {m.sum()} verified, {what} p10-p90 {q}")
     print(f"with AGREEMENT_CLIP = {verify.AGREEMENT_CLIP}:")
     print(f"AGREEMENT_WEIGHT = {model.coef_[0, 0]:.3f}")
-    print(f"AGREEMENT_BIAS = {model.intercept_[0]:.3f}")
+    print(f"RESIDUAL_WEIGHT = {model.coef_[0, 1]:.3f}")
+    print(f"BIAS = {model.intercept_[0]:.3f}")
     print(f"copies are {y.mean():.3f} of the pairs (the share the percentage assumes)")
     w = beside.coef_[0]
     print(
-        f"with the vector's log-odds beside it: {w[0]:.3f} * atanh(agreement) + {w[1]:.3f} * vector "
-        f"{beside.intercept_[0]:+.3f}"
+        f"with the vector's log-odds beside them: {w[0]:.3f} * atanh(agreement) {w[1]:+.3f} * residual "
+        f"{w[2]:+.3f} * vector {beside.intercept_[0]:+.3f}"
     )
 
 

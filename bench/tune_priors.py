@@ -44,7 +44,7 @@ HITS = 10
 
 def collections(data_root: Path) -> dict[str, dict]:
     """For the copy set and the make-up collection: the copy queries' checked top-10 and the
-    agreements of the verified top-10 of SAMPLE random indexed images."""
+    log-odds (``verify.verified_log_odds``) of the verified top-10 of SAMPLE random indexed images."""
     copies = load_labelled_set(data_root / "copies")
     made = stability.makeup_collection(data_root)
     sets = {
@@ -59,14 +59,15 @@ def collections(data_root: Path) -> dict[str, dict]:
         sample = list(np.random.default_rng(0).choice(paths, SAMPLE, replace=False))
         inside = checked_hits(index, sample, groups)
         ok = verified(inside)
-        out[name] = {"queries": checked_hits(index, queries, groups), "inside": inside["agreement"][ok]}
+        inside = verify.verified_log_odds(inside["agreement"][ok], inside["residual"][ok])
+        out[name] = {"queries": checked_hits(index, queries, groups), "inside": inside}
     return out
 
 
-def share(agreement: np.ndarray, start: float, pseudo: float) -> float:
-    """The share of copies among verified pairs of these agreements (module docstring)."""
+def share(log_odds: np.ndarray, start: float, pseudo: float) -> float:
+    """The share of copies among verified pairs of these log-odds (module docstring)."""
     fit_odds = start / (1 - start)
-    odds = np.exp(verify.agreement_log_odds(agreement))
+    odds = np.exp(log_odds)
     s = start
     for _ in range(200):
         moved = odds * (s / (1 - s)) / fit_odds
@@ -79,10 +80,13 @@ def logit(p: float | np.ndarray) -> float | np.ndarray:
 
 
 def context(found: dict[str, np.ndarray]) -> np.ndarray:
-    """atanh(agreement), the best atanh(agreement) of the query's other verified hits (0 if none),
-    and whether it has one; rows as found's (HITS per query)."""
+    """atanh(agreement), the residual, the best atanh(agreement) of the query's other verified hits
+    (0 if none), and whether it has one; rows as found's (HITS per query)."""
     ok = verified(found)
-    z = features(found["percent"], np.where(ok, found["agreement"], 0.0))[:, 0].reshape(-1, HITS)
+    own = features(
+        {k: np.where(ok, v, 0.0) if k in ("agreement", "residual") else v for k, v in found.items()}
+    )
+    z = own[:, 0].reshape(-1, HITS)
     ok = ok.reshape(-1, HITS)
     best, any_other = np.zeros_like(z), np.zeros_like(z)
     for j in range(HITS):
@@ -90,7 +94,7 @@ def context(found: dict[str, np.ndarray]) -> np.ndarray:
         others[:, j] = False
         any_other[:, j] = others.any(1)
         best[:, j] = np.where(any_other[:, j], np.where(others, z, -np.inf).max(1), 0.0)
-    return np.c_[z.ravel(), best.ravel(), any_other.ravel()]
+    return np.c_[z.ravel(), own[:, 1], best.ravel(), any_other.ravel()]
 
 
 def percentages(found: dict[str, np.ndarray], agreeing_log_odds: np.ndarray) -> np.ndarray:
@@ -130,14 +134,11 @@ def main() -> None:
     fit_share = float(y.mean())
     for name, f in found.items():
         q = f["queries"]
-        agreement = np.where(verified(q), q["agreement"], 0.0)
-        base = verify.agreement_log_odds(agreement)
+        ok = verified(q)
+        base = verify.verified_log_odds(np.where(ok, q["agreement"], 0.0), np.where(ok, q["residual"], 0.0))
         own = share(f["inside"], fit_share, 20)
         per_query = np.repeat(
-            [
-                share(a[ok], fit_share, 5)
-                for a, ok in zip(agreement.reshape(-1, HITS), verified(q).reshape(-1, HITS))
-            ],
+            [share(b[k], fit_share, 5) for b, k in zip(base.reshape(-1, HITS), ok.reshape(-1, HITS))],
             HITS,
         )
         schemes = {

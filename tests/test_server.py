@@ -447,9 +447,10 @@ def test_the_page_in_a_browser(site, browser_page):
     page.wait_for_selector("#results .query:first-child .hit")
     first = page.locator("#results .query").first
     facts = first.locator(".hit .facts").all_inner_texts()
-    verified = re.search(r"(\d+) inliers, agreement (0\.\d+|1\.000)", facts[0])
+    verified = re.search(r"(\d+) inliers, agreement (0\.\d+|1\.000), residual (\d+\.\d\d)", facts[0])
     assert Path(_shown(page)[0][2]).name in ("chelsea.jpg", "chelsea-copy.jpg"), facts
     assert verified and int(verified[1]) >= MIN_INLIERS and float(verified[2]) > 0.9, facts
+    assert float(verified[3]) < 1.0, facts  # a copy strays from the alignment less than another shot
     assert all(re.search(r"\d+ inliers", f) for f in facts[1:])  # failed checks say how few
     first.locator(".hit button").first.click()
     page.wait_for_selector("#viewer[open]")

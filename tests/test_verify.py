@@ -1,6 +1,7 @@
 """Geometric verification on real photos (the examples vecsearch ships): a copy verifies and agrees
-with its photo once aligned, whatever the edit; another photo does not agree; a verified hit's
-percentage follows the agreement."""
+with its photo once aligned, whatever the edit, and its keypoints fit the alignment; another photo
+does not agree, a picture bent off one homography strays from it; a verified hit's percentage
+follows both."""
 
 import cv2
 import numpy as np
@@ -42,6 +43,7 @@ def test_a_copy_verifies_and_agrees_with_its_photo(photos, kind):
         check = verify.match(verify.keypoints(working(copy)), verify.keypoints(working(img)))
         assert check.verified, (kind, check)
         assert check.agreement is None or check.agreement > 0.95, (kind, check)
+        assert check.residual < 0.8, (kind, check)  # resampling's grain at most
         assert verify.adjusted(40.0, check) >= 70.0, (kind, check)
         compared += check.agreement is not None
     assert compared >= len(photos) - 1
@@ -56,10 +58,38 @@ def test_other_photos_do_not_agree_even_when_aligned(photos):
     assert verify.agreement(ka, ka, np.eye(3)) == pytest.approx(1.0)
 
 
+def barrel(img: np.ndarray, k: float) -> np.ndarray:
+    """The picture as a wide lens bends it: no homography maps it onto the original."""
+    h, w = img.shape[:2]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    nx, ny = x / (w / 2) - 1, y / (h / 2) - 1
+    bent = 1 + k * (nx * nx + ny * ny)
+    return cv2.remap(img, (nx * bent + 1) * (w / 2), (ny * bent + 1) * (h / 2), cv2.INTER_LINEAR)
+
+
+def test_a_picture_bent_off_one_homography_strays_from_it_more_than_a_resized_copy(photos):
+    """The residual's premise: an edit that one homography undoes leaves only the keypoints' grain,
+    as another shot's parallax does not (here a lens's bend stands in for it)."""
+
+    def strays(edit) -> float:
+        checks = [
+            verify.match(verify.keypoints(working(edit(img))), verify.keypoints(working(img)))
+            for img in photos
+        ]
+        assert all(c.verified for c in checks)
+        return float(np.mean([c.residual for c in checks]))
+
+    resized = strays(lambda img: cv2.resize(img, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA))
+    assert strays(lambda img: barrel(img, 0.2)) > resized + 0.15
+    assert strays(lambda img: jpeg(img, 80)) < 0.2  # not resampled: the keypoints land where they were
+
+
 def test_a_check_moves_the_percentage_by_what_it_found():
     assert verify.adjusted(60.0, None) == 60.0  # not checked
     assert verify.adjusted(60.0, verify.Check(5)) < 5.0  # failed
     assert verify.adjusted(60.0, verify.Check(verify.MIN_INLIERS)) > 90.0  # passed, no overlap to compare
-    agreeing = verify.adjusted(10.0, verify.Check(100, 0.995))
-    another_shot = verify.adjusted(99.0, verify.Check(100, 0.8))
+    agreeing = verify.adjusted(10.0, verify.Check(100, 0.995, 0.6))  # a resampled copy's residual
+    another_shot = verify.adjusted(99.0, verify.Check(100, 0.8, 0.9))
+    straying = verify.adjusted(10.0, verify.Check(100, 0.995, 1.5))
     assert agreeing > 95.0 and another_shot < 30.0
+    assert straying < agreeing - 20.0  # agrees as well, but its keypoints stray from the alignment

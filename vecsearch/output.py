@@ -78,6 +78,7 @@ def hit_fields(hit, path: Callable[[str], str] = shown) -> dict:
         "path": path(hit.path),
         "inliers": hit.inliers,
         "agreement": None if hit.agreement is None else round(hit.agreement, 3),
+        "residual": None if hit.residual is None else round(hit.residual, 3),
     }
 
 

@@ -35,6 +35,7 @@ class Hit:
     evidence: float = 0.0  # distance over the query's scale: the percentage's input (and the gap, if alone)
     inliers: int | None = None  # with verification: keypoint inliers (None: not verified)
     agreement: float | None = None  # with verification: of the aligned pictures, -1..1 (verify.py)
+    residual: float | None = None  # with verification: of the inliers from the homography (verify.py)
     width: int | None = None  # the indexed file's pixels and bytes, read with its path
     height: int | None = None
     bytes: int | None = None
@@ -194,6 +195,7 @@ class Index:
                 rank=r + 1,
                 inliers=None if checked[i] is None else checked[i].inliers,
                 agreement=None if checked[i] is None else checked[i].agreement,
+                residual=None if checked[i] is None else checked[i].residual,
                 similarity=verify_mod.adjusted(hits[i].similarity, None if taught else checked[i]),
             )
             for r, i in enumerate(order)

@@ -10,8 +10,10 @@ Another shot of the same scene or object passes as easily as a copy: its keypoin
 fit one homography too. What tells them apart is the rest of the picture. Aligned by that
 homography, a copy agrees with its source nearly everywhere (the same background, light and
 moment), another shot only where the object is (``agreement``: the median, over blocks of the
-overlap, of the grey levels' correlation). A verified hit's percentage comes from its agreement,
-a checked one that fails is moved down from the vector's (``adjusted``). ``rerank`` moves the verified
+overlap, of the grey levels' correlation). And a copy made by editing fits that homography as
+closely as keypoints can be placed, while another shot departs from it by parallax and motion
+(``residual``). A verified hit's percentage comes from both, a checked one that fails is moved
+down from the vector's (``adjusted``). ``rerank`` moves the verified
 candidates among the top ``DEPTH`` ahead of the others; each keep their order. It needs the
 indexed files at query time: a candidate whose file cannot be read keeps its place and says it was
 not verified.
@@ -47,10 +49,11 @@ BLUR = 2.0  # sigma, in working-size pixels, before the grey levels are compared
 class Keypoints:
     points: np.ndarray  # (n, 2) float32, pixel coordinates
     descriptors: np.ndarray  # (n, 32) uint8
+    scales: np.ndarray  # (n,) float32: of the pyramid level each was found at, 1 at full size
     grey: np.ndarray | None = None  # the grey image they were found in (for the agreement)
 
 
-NONE = Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+NONE = Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), np.zeros(0, np.float32))
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Check:
 
     inliers: int
     agreement: float | None = None  # aligned pictures, -1..1; None: not verified or too little to compare
+    residual: float | None = None  # of the inliers from the homography, in keypoint scales (verified only)
 
     @property
     def verified(self) -> bool:
@@ -70,28 +74,41 @@ def keypoints(pixels: np.ndarray, n_features: int | None = None) -> Keypoints:
     if min(pixels.shape[:2]) < MIN_SIDE:
         return NONE
     grey = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY) if pixels.ndim == 3 else pixels
-    points, desc = cv2.ORB_create(nfeatures=n_features or N_FEATURES).detectAndCompute(grey, None)
+    orb = cv2.ORB_create(nfeatures=n_features or N_FEATURES)
+    points, desc = orb.detectAndCompute(grey, None)
     if desc is None or len(points) < 4:
         return NONE
-    return Keypoints(np.float32([p.pt for p in points]), desc, grey)
+    scales = np.float32(orb.getScaleFactor()) ** np.float32([p.octave for p in points])
+    return Keypoints(np.float32([p.pt for p in points]), desc, scales, grey)
 
 
 def match(a: Keypoints, b: Keypoints) -> Check:
     """RANSAC homography inliers among the ratio-tested matches of a to b (0 if too few) and, where
-    they verify the pair, the agreement of the two pictures aligned by that homography."""
+    they verify the pair, the agreement of the two pictures aligned by that homography and the
+    inliers' residual."""
     if len(a.descriptors) < 4 or len(b.descriptors) < 4:
         return Check(0)
     pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
     if len(good) < MIN_INLIERS:  # cannot be verified: no need to know how few would be inliers
         return Check(len(good) if len(good) < 4 else min(len(good), MIN_INLIERS - 1))
-    src = a.points[[m.queryIdx for m in good]]
-    dst = b.points[[m.trainIdx for m in good]]
+    ia, ib = np.intp([m.queryIdx for m in good]), np.intp([m.trainIdx for m in good])
+    src, dst = a.points[ia], b.points[ib]
     h, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PIXELS, maxIters=RANSAC_ITERATIONS)
     found = int(mask.sum()) if mask is not None else 0
     if found < MIN_INLIERS or a.grey is None or b.grey is None:
         return Check(found)
-    return Check(found, agreement(a, b, h))
+    inlier = mask.ravel() > 0
+    scales = np.sqrt(a.scales[ia[inlier]] * b.scales[ib[inlier]])
+    return Check(found, agreement(a, b, h), residual(src[inlier], dst[inlier], h, scales))
+
+
+def residual(src: np.ndarray, dst: np.ndarray, h: np.ndarray, scales: np.ndarray) -> float:
+    """The median distance of the matched points ``dst`` from ``src`` moved by ``h``, each in units
+    of its keypoints' pyramid scale, the grain at which ORB places them: an edited copy is mapped
+    exactly by one homography, so only that grain is left; another shot is not."""
+    moved = cv2.perspectiveTransform(src.reshape(1, -1, 2), h).reshape(-1, 2)
+    return float(np.median(np.linalg.norm(moved - dst, axis=1) / scales))
 
 
 def agreement(a: Keypoints, b: Keypoints, a_to_b: np.ndarray) -> float | None:
@@ -196,14 +213,15 @@ def evidence(
 PASSED_RATIO = 18.0
 FAILED_RATIO = 0.016
 #: A verified hit whose agreement is known: its log-odds are AGREEMENT_WEIGHT * atanh(agreement) +
-#: AGREEMENT_BIAS, the agreement clipped to AGREEMENT_CLIP (the clip of least held-out log loss);
-#: a logistic fit on the verified pairs of the copy set and of UKBench and Holidays scenes the copy
-#: set did not take, where copies and other shots of a scene both verify and the vector cannot tell
-#: them apart (beside the agreement its fitted weight is -0.1), so it is left out (``python -m
-#: bench.tune_agreement``, bench/TUNING.md).
-AGREEMENT_WEIGHT = 2.788
-AGREEMENT_BIAS = -4.629
-AGREEMENT_CLIP = 0.996
+#: RESIDUAL_WEIGHT * residual + BIAS, the agreement clipped to AGREEMENT_CLIP (the clip of least
+#: held-out log loss); a logistic fit on the verified pairs of the copy set and of UKBench and
+#: Holidays scenes the copy set did not take, where copies and other shots of a scene both verify and
+#: the vector cannot tell them apart (beside the two its fitted weight is nil), so it is left out
+#: (``python -m bench.tune_agreement``, bench/TUNING.md).
+AGREEMENT_WEIGHT = 2.293
+RESIDUAL_WEIGHT = -3.151
+BIAS = -1.384
+AGREEMENT_CLIP = 0.995
 
 
 def adjusted(percent: float, check: Check | None) -> float:
@@ -216,14 +234,15 @@ def adjusted(percent: float, check: Check | None) -> float:
     elif check.agreement is None:
         log_odds = np.log(p / (1 - p) * PASSED_RATIO)
     else:
-        log_odds = agreement_log_odds(check.agreement)
+        log_odds = verified_log_odds(check.agreement, check.residual)
     return float(100.0 / (1.0 + np.exp(-log_odds)))
 
 
-def agreement_log_odds(agreement: float | np.ndarray) -> float | np.ndarray:
-    """Log-odds that a verified pair of this agreement is a copy, where copies are as large a share
-    of the verified pairs as in the fit's (0.829: bench/TUNING.md)."""
-    return AGREEMENT_WEIGHT * np.arctanh(np.clip(agreement, -AGREEMENT_CLIP, AGREEMENT_CLIP)) + AGREEMENT_BIAS
+def verified_log_odds(agreement: float | np.ndarray, residual: float | np.ndarray) -> float | np.ndarray:
+    """Log-odds that a verified pair of this agreement and residual is a copy, where copies are as
+    large a share of the verified pairs as in the fit's (0.829: bench/TUNING.md)."""
+    z = np.arctanh(np.clip(agreement, -AGREEMENT_CLIP, AGREEMENT_CLIP))
+    return AGREEMENT_WEIGHT * z + RESIDUAL_WEIGHT * residual + BIAS
 
 
 def rerank(found: Sequence[Check | None]) -> list[int]:

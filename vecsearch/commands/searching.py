@@ -103,7 +103,7 @@ def query(
         return ERROR
     shown = relative(relative_to)
     note = f"(no hits at or above {min_similarity:g}%)" if min_similarity else "(no hits)"
-    checked = ["inliers", "agreement"] if verify else []
+    checked = ["inliers", "agreement", "residual"] if verify else []
     columns = ["query", "rank", "similarity", "distance", "id", "path", *checked]
     rows = []
     for q, hits in answered:

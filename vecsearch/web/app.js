@@ -156,11 +156,13 @@ function renderHit(query, hits, n) {
 }
 
 // What verification found: its keypoint inliers and, where they verify the hit, how well the two
-// pictures agree once aligned (near 1 for a copy, less for another shot of the scene).
+// pictures agree once aligned (near 1 for a copy, less for another shot of the scene) and how far
+// the inliers stray from the alignment (least for a copy).
 function checked(hit) {
   if (hit.inliers == null) return "";
   const agrees = hit.agreement == null ? "" : `, agreement ${hit.agreement.toFixed(3)}`;
-  return ` · ${hit.inliers} inliers${agrees}`;
+  const strays = hit.residual == null ? "" : `, residual ${hit.residual.toFixed(2)}`;
+  return ` · ${hit.inliers} inliers${agrees}${strays}`;
 }
 
 // --- the large view ----------------------------------------------------------------------------
