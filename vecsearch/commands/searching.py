@@ -46,9 +46,10 @@ def query(
     read is reported on stderr and the others are answered. A query is also searched as its mirror
     image, and one without colour by its texture and keypoints alone. With --verify the top 20
     candidates are checked keypoint by keypoint and the verified ones come first; a verified hit's
-    percentage then says how well the two pictures agree once aligned (another shot of the same
-    scene verifies too, but agrees only where the object is; after calibrate --labels the
-    percentages stay the labels' curve's and verification only reorders). Inliers and agreement
+    percentage then says how well the two pictures agree once aligned and how closely the
+    keypoints fit that alignment (another shot of the same scene verifies too, but agrees only
+    where the object is and strays from it by parallax; after calibrate --labels the percentages
+    stay the labels' curve's and verification only reorders). Inliers, agreement and residual
     columns; slower, and the indexed files must be readable: a hit whose file is not keeps its
     place, with no inliers.
 
