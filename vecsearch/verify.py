@@ -13,10 +13,9 @@ moment), another shot only where the object is (``agreement``: the median, over 
 overlap, of the grey levels' correlation). And a copy made by editing fits that homography as
 closely as keypoints can be placed, while another shot departs from it by parallax and motion
 (``residual``). A verified hit's percentage comes from both, a checked one that fails is moved
-down from the vector's (``adjusted``). ``rerank`` moves the verified
-candidates among the top ``DEPTH`` ahead of the others; each keep their order. It needs the
-indexed files at query time: a candidate whose file cannot be read keeps its place and says it was
-not verified.
+down from the vector's (``adjusted``). ``rerank`` moves the verified candidates among the top
+``DEPTH`` ahead of the others; each keep their order. It needs the indexed files at query time: a
+candidate whose file cannot be read keeps its place and says it was not verified.
 """
 
 from __future__ import annotations
