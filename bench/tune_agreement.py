@@ -10,7 +10,9 @@ verified ones with an agreement are the pairs. A logistic regression of "copy" o
 and the inliers' residual gives the constants of ``verify.py`` (the agreement's clip: the one of
 least held-out log loss among CLIPS); the held-out log loss of the agreement alone shows what the
 residual adds, and the same fit with the vector's log-odds beside them shows that the vector adds
-nothing once a pair is verified (bench/TUNING.md).
+nothing once a pair is verified (bench/TUNING.md). The checked hits that fail give the failed
+check's fit on the vector's log-odds; those that verify with too little overlap to compare, the
+share of copies among them.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ CLIPS = (0.985, 0.99, 0.993, 0.995, 0.996, 0.997, 0.998, 0.999)  # of the agreem
 
 def features(found: dict[str, np.ndarray], clip: float = verify.AGREEMENT_CLIP) -> np.ndarray:
     """atanh(agreement clipped to ``clip``), the residual and the vector's log-odds."""
-    p = np.clip(found["percent"] / 100.0, 1e-4, 1 - 1e-4)
-    return np.c_[np.arctanh(np.clip(found["agreement"], -clip, clip)), found["residual"], np.log(p / (1 - p))]
+    z = np.arctanh(np.clip(found["agreement"], -clip, clip))
+    return np.c_[z, found["residual"], verify.vector_log_odds(found["percent"])]
 
 
 def held_out_log_loss(x: np.ndarray, y: np.ndarray) -> float:
@@ -128,6 +130,20 @@ def main() -> None:
     print(f"RESIDUAL_WEIGHT = {model.coef_[0, 1]:.3f}")
     print(f"BIAS = {model.intercept_[0]:.3f}")
     print(f"copies are {y.mean():.3f} of the pairs (the share the percentage assumes)")
+    failed = both["inliers"] < verify.MIN_INLIERS
+    x_failed, y_failed = features(both)[failed][:, 2:], both["copy"][failed]
+    on_failed = LogisticRegression(C=10.0).fit(x_failed, y_failed)
+    print(
+        f"failed checks: {failed.sum()} ({y_failed.sum()} copies), held-out log loss "
+        f"{held_out_log_loss(x_failed, y_failed):.4f}: FAILED_WEIGHT = {on_failed.coef_[0, 0]:.3f}, "
+        f"FAILED_BIAS = {on_failed.intercept_[0]:.3f}"
+    )
+    uncompared = both["copy"][~failed & ~np.isfinite(both["agreement"])]
+    share = uncompared.mean()
+    print(
+        f"verified with too little to compare: {len(uncompared)} ({uncompared.sum()} copies): "
+        f"UNCOMPARED_LOG_ODDS = {np.log(share / (1 - share)):.3f}"
+    )
     w = beside.coef_[0]
     print(
         f"with the vector's log-odds beside them: {w[0]:.3f} * atanh(agreement) {w[1]:+.3f} * residual "

@@ -205,12 +205,14 @@ def evidence(
         return list(pool.map(one, candidates))
 
 
-#: How much more often a candidate passes verification when it is a copy than when it is not: the
-#: likelihood ratios of passing and of failing, measured on the shared copy-detection set's top-10
-#: hits; a hit that fails, or passes with too little overlap for an agreement, keeps the vector's
-#: percentage moved by them.
-PASSED_RATIO = 18.0
-FAILED_RATIO = 0.016
+#: A checked hit that fails verification: its log-odds are FAILED_WEIGHT * the vector's log-odds +
+#: FAILED_BIAS (a failed check says the vector's evidence was less than it seemed: a fitted weight
+#: under 1). One that verifies with too little overlap to compare the pictures: UNCOMPARED_LOG_ODDS,
+#: whatever the vector said (beside verification its fitted weight is nil). Logistic fits on the
+#: pairs of the agreement's fit, below.
+FAILED_WEIGHT = 0.454
+FAILED_BIAS = -3.592
+UNCOMPARED_LOG_ODDS = 1.159
 #: A verified hit whose agreement is known: its log-odds are AGREEMENT_WEIGHT * atanh(agreement) +
 #: RESIDUAL_WEIGHT * residual + BIAS, the agreement clipped to AGREEMENT_CLIP (the clip of least
 #: held-out log loss); a logistic fit on the verified pairs of the copy set and of UKBench and
@@ -227,14 +229,19 @@ def adjusted(percent: float, check: Check | None) -> float:
     """A hit's percentage with its verification's evidence: unchanged when it was not checked."""
     if check is None:
         return percent
-    p = min(max(percent / 100.0, 1e-4), 1 - 1e-4)
     if not check.verified:
-        log_odds = np.log(p / (1 - p) * FAILED_RATIO)
+        log_odds = FAILED_WEIGHT * vector_log_odds(percent) + FAILED_BIAS
     elif check.agreement is None:
-        log_odds = np.log(p / (1 - p) * PASSED_RATIO)
+        log_odds = UNCOMPARED_LOG_ODDS
     else:
         log_odds = verified_log_odds(check.agreement, check.residual)
     return float(100.0 / (1.0 + np.exp(-log_odds)))
+
+
+def vector_log_odds(percent: float | np.ndarray) -> float | np.ndarray:
+    """The log-odds of the vector's percentage (kept off 0 and 100)."""
+    p = np.clip(np.asarray(percent) / 100.0, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
 
 
 def verified_log_odds(agreement: float | np.ndarray, residual: float | np.ndarray) -> float | np.ndarray:
