@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import cv2
 import pytest
+from conftest import mild_edit
+
+from vecsearch.verify import MIN_INLIERS
 
 
 def run(*args, ok=True):
@@ -41,6 +45,19 @@ def test_query_formats(built, examples):
         )
         == 1
     )
+
+
+def test_query_verify_shows_what_each_check_found(built, examples, tmp_path):
+    copy = tmp_path / "coffee-copy.jpg"
+    cv2.imwrite(str(copy), mild_edit(cv2.imread(next(p for p in examples if "coffee" in p))))
+    out = run("query", copy, "--index", built.path, "--k", 3, "--verify", "--format", "json").stdout
+    top, *others = [json.loads(line) for line in out.splitlines()]
+    assert top["path"].endswith("coffee.jpg") and top["similarity"] >= 70.0, top
+    assert top["inliers"] >= MIN_INLIERS and top["agreement"] > 0.9 and top["residual"] < 1.0, top
+    assert all(isinstance(r["inliers"], int) and r["inliers"] < MIN_INLIERS for r in others), others
+    assert all(r["agreement"] is None and r["residual"] is None for r in others), others
+    header = run("query", copy, "--index", built.path, "--k", 1, "--verify", "--format", "csv").stdout
+    assert header.splitlines()[0].endswith("inliers,agreement,residual")
 
 
 def test_build_and_info(tmp_path, photo_dir, encoder):
