@@ -11,8 +11,7 @@ and the inliers' residual gives the constants of ``verify.py`` (the agreement's 
 least held-out log loss among CLIPS); the held-out log loss of the agreement alone shows what the
 residual adds, and the same fit with the vector's log-odds beside them shows that the vector adds
 nothing once a pair is verified (bench/TUNING.md). The checked hits that fail give the failed
-check's fit on the vector's log-odds; those that verify with too little overlap to compare, the
-share of copies among them.
+check's fit on the vector's log-odds.
 """
 
 from __future__ import annotations
@@ -137,12 +136,6 @@ def main() -> None:
         f"failed checks: {failed.sum()} ({y_failed.sum()} copies), held-out log loss "
         f"{held_out_log_loss(x_failed, y_failed):.4f}: FAILED_WEIGHT = {on_failed.coef_[0, 0]:.3f}, "
         f"FAILED_BIAS = {on_failed.intercept_[0]:.3f}"
-    )
-    uncompared = both["copy"][~failed & ~np.isfinite(both["agreement"])]
-    share = uncompared.mean()
-    print(
-        f"verified with too little to compare: {len(uncompared)} ({uncompared.sum()} copies): "
-        f"UNCOMPARED_LOG_ODDS = {np.log(share / (1 - share)):.3f}"
     )
     w = beside.coef_[0]
     print(

@@ -207,12 +207,13 @@ def evidence(
 
 #: A checked hit that fails verification: its log-odds are FAILED_WEIGHT * the vector's log-odds +
 #: FAILED_BIAS (a failed check says the vector's evidence was less than it seemed: a fitted weight
-#: under 1). One that verifies with too little overlap to compare the pictures: UNCOMPARED_LOG_ODDS,
-#: whatever the vector said (beside verification its fitted weight is nil). Logistic fits on the
-#: pairs of the agreement's fit, below.
+#: under 1), a logistic fit on the checked hits of the agreement's fit, below. One that verifies
+#: with too little overlap to compare the pictures has the vector's odds times PASSED_RATIO, how much
+#: more often a copy passes than another picture does, measured on the shared copy-detection set's
+#: top-10 hits (bench/TUNING.md: a share fitted as for the others read different objects high).
 FAILED_WEIGHT = 0.454
 FAILED_BIAS = -3.592
-UNCOMPARED_LOG_ODDS = 1.159
+PASSED_RATIO = 18.0
 #: A verified hit whose agreement is known: its log-odds are AGREEMENT_WEIGHT * atanh(agreement) +
 #: RESIDUAL_WEIGHT * residual + BIAS, the agreement clipped to AGREEMENT_CLIP (the clip of least
 #: held-out log loss); a logistic fit on the verified pairs of the copy set and of UKBench and
@@ -232,7 +233,7 @@ def adjusted(percent: float, check: Check | None) -> float:
     if not check.verified:
         log_odds = FAILED_WEIGHT * vector_log_odds(percent) + FAILED_BIAS
     elif check.agreement is None:
-        log_odds = UNCOMPARED_LOG_ODDS
+        log_odds = vector_log_odds(percent) + np.log(PASSED_RATIO)
     else:
         log_odds = verified_log_odds(check.agreement, check.residual)
     return float(100.0 / (1.0 + np.exp(-log_odds)))
