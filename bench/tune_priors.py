@@ -14,8 +14,8 @@ own. Compared, over the top-10 hits of the copy set's queries in both collection
   share under which the fit's posteriors average to it (the EM of Saerens, Latinne and
   Decaestecker 2002, drawn towards the fit's share by 20 pairs);
 - the query's own share, the same over its own verified hits (drawn towards the fit's by 5);
-- a logistic fit with the query's other verified hits beside the agreement (the best of their
-  agreements, and whether there is one), on the pairs of ``bench/tune_agreement.py``.
+- a logistic fit with the query's other verified hits beside the agreement and the residual (the
+  best of their agreements, and whether there is one), on the pairs of ``bench/tune_agreement.py``.
 
 The make-up collection is not in any fit. bench/TUNING.md has the figures.
 """
