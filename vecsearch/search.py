@@ -193,9 +193,9 @@ class Index:
             dataclasses.replace(
                 hits[i],
                 rank=r + 1,
-                inliers=None if checked[i] is None else checked[i].inliers,
-                agreement=None if checked[i] is None else checked[i].agreement,
-                residual=None if checked[i] is None else checked[i].residual,
+                **(
+                    {} if checked[i] is None else dataclasses.asdict(checked[i])
+                ),  # inliers, agreement, residual
                 similarity=verify_mod.adjusted(hits[i].similarity, None if taught else checked[i]),
             )
             for r, i in enumerate(order)
