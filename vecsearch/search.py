@@ -193,9 +193,7 @@ class Index:
             dataclasses.replace(
                 hits[i],
                 rank=r + 1,
-                **(
-                    {} if checked[i] is None else dataclasses.asdict(checked[i])
-                ),  # inliers, agreement, residual
+                **({} if checked[i] is None else dataclasses.asdict(checked[i])),  # Check's fields are Hit's
                 similarity=verify_mod.adjusted(hits[i].similarity, None if taught else checked[i]),
             )
             for r, i in enumerate(order)
