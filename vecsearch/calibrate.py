@@ -20,8 +20,15 @@ matches among the hits, gives the curve.
 The lone curve (``calibration.py``) is fitted on the pairs in which the hit is the copy's only near
 one: its source where nothing else indexed is near the copy, and the copy's first non-matches when
 its relatives (the source's duplicates, and whatever is as near to the copy as copies are) are
-taken out of its hits, its scale measured again: the copy as an unrelated photo. Each copy counts
-once as a copy and once as a stranger, with its pairs unweighed.
+taken out of its hits, its scale measured again: the copy as an unrelated photo. Each source is a
+stranger too, as it is, its relatives taken out likewise: an unrelated photo is most often an
+unedited one, and an edited copy, which lies close to everything, stands off from its nearest
+images more than an unedited photo does (without them, an unrelated photo's best hit in 20-image
+indexes read up to 25%: bench/TUNING.md). Each copy counts once as a copy and once as a stranger,
+half of that weight its own and half its source's, the pairs within each unweighed. The lone
+curve keeps a knot at either side of each step of its fit: its positives and negatives barely
+overlap, and a straight segment across the gap read unrelated photos' hits up to 25% where the fit
+said 6%.
 """
 
 from __future__ import annotations
@@ -127,11 +134,15 @@ def fit(
     knots: int = KNOTS,
     positive_weight: np.ndarray | None = None,
     knots_per_class: bool = False,
+    negative_weight: np.ndarray | None = None,
+    steps: bool = False,
 ) -> Calibration:
-    """P(same picture | evidence) from the evidence of true matches (each of weight
-    ``positive_weight``, default 1) and of non-matches, the two weighed to a share ``prior`` of true
-    matches (None: as many as there are). The knots are at quantiles of all the evidence, or of each
-    kind apart (``knots_per_class``), so that a few positives among many negatives get knots too."""
+    """P(same picture | evidence) from the evidence of true matches and of non-matches, each of
+    its weight (default 1), the two kinds weighed to a share ``prior`` of true matches (None: as
+    their weights have it). The knots are at quantiles of all the evidence, or of each kind apart
+    (``knots_per_class``), so that a few positives among many negatives get knots too; with
+    ``steps``, also at either side of each step of the fit, so that no straight segment between two
+    far knots stands for a step (where a fit's data are sparse, its steps are far apart)."""
     from scipy.optimize import isotonic_regression  # half the import time of scikit-learn's
 
     positive, negative = np.asarray(positive, float), np.asarray(negative, float)
@@ -140,15 +151,17 @@ def fit(
     x = np.r_[positive, negative]
     y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
     own = np.ones(len(positive)) if positive_weight is None else np.asarray(positive_weight, float)
-    w_pos = own if prior is None else own * prior / (1 - prior) * len(negative) / own.sum()
-    weight = np.r_[w_pos, np.ones(len(negative))]
+    w_neg = np.ones(len(negative)) if negative_weight is None else np.asarray(negative_weight, float)
+    w_pos = own if prior is None else own * prior / (1 - prior) * w_neg.sum() / own.sum()
+    weight = np.r_[w_pos, w_neg]
     at, where = np.unique(x, return_inverse=True)  # tied values: one weighted point
     total = np.bincount(where, weight)
     fitted = isotonic_regression(np.bincount(where, weight * y) / total, weights=total, increasing=False).x
     top = float(x.max()) * 1.05 + 1e-6
     spread = [positive, negative] if knots_per_class else [x]
     at_quantiles = [np.quantile(v, np.linspace(0, 1, knots // len(spread))) for v in spread]
-    grid = np.unique(np.concatenate([[0.0], *at_quantiles, [top]]))
+    changes = np.flatnonzero(np.diff(fitted)) if steps else np.zeros(0, int)
+    grid = np.unique(np.concatenate([[0.0], *at_quantiles, at[changes], at[changes + 1], [top]]))
     prob = np.interp(grid, at, fitted)  # linear between fitted points, flat beyond them
     prob[0] = 1.0  # the same image is 100%
     prob = np.minimum.accumulate(prob)
@@ -202,12 +215,19 @@ def fit_calibration(
         v_orig = np.vstack([v_orig, background])  # the reference photos are sources too, the last ones
         edited += encode_copies(encoder, examples, copies_per_source(len(ids) + len(examples)), seed)
         ids += [-1] * len(examples)
-        (positive, weight, negative), (lone_positive, lone_negative) = _pairs(
+        (positive, weight, negative), (lone_positive, lone_negative, lone_weight) = _pairs(
             encoder, faiss_index, rerank_rows, ids, v_orig, edited, background
         )
         cal = fit(positive, negative, positive_weight=weight)
         if min(len(lone_positive), len(lone_negative)) >= MIN_PAIRS:  # else the main curve serves all
-            lone = fit(lone_positive, lone_negative, prior=None, knots_per_class=True)
+            lone = fit(
+                lone_positive,
+                lone_negative,
+                prior=None,
+                knots_per_class=True,
+                negative_weight=lone_weight,
+                steps=True,
+            )
             cal.lone = (lone.knots, lone.probability)
             cal.fitted_on["lone"] = {k: lone.fitted_on[k] for k in ("positives", "negatives")}
         cal.background = background
@@ -259,11 +279,12 @@ def _pairs(
     v_orig: np.ndarray,
     edited: list[np.ndarray],
     background: np.ndarray,
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The evidence of the positive pairs (a copy and its source; a copy and another copy of the
     same source) with their weights, and of the negative ones (a copy and another image, indexed or
     a reference photo, that is neither), measured as a search measures it (``matching.py``,
-    ``query_scales``); then the positives and negatives of the lone curve (module docstring). A
+    ``query_scales``); then the positives, negatives and negatives' weights of the lone curve
+    (module docstring). A
     copy's pairs with its siblings weigh as much as its pair with its source, however many copies a
     source has, so the fit's mix of easy and hard positives does not depend on the collection's
     size."""
@@ -286,7 +307,7 @@ def _pairs(
         others = [siblings[q, j] for j in np.flatnonzero(owner == o) if j != q]
         positive += others
         weight += [1.0 / max(1, len(others))] * len(others)  # a source may have one copy only
-    negative, lone_positive, lone_negative = [], [], []
+    negative, lone_positive, lone_negative, lone_weight = [], [], [], []
     for q, o in enumerate(owner):
         indexed = hit[q] >= 0
         near_others = indexed & (dist[q] < NEAR * scale[q]) & (hit[q] != ids[o])
@@ -295,16 +316,35 @@ def _pairs(
         top = np.sort(np.r_[dist[q][:shown][other[:shown]], refs])  # among the hits a search shows
         negative += list(top[:K] / scale[q])
         strange = dist[q][other & ~near_others]  # the copy with no relative indexed
-        found = np.sort(np.r_[strange, refs])
         if not near_others.any():
             lone_positive.append(source[q] * gap_ratios(source[q] * scale[q], strange)[0, 0])
-        evidence = found[:K] / query_scales(found[None, :], None)[0]
-        alone = only_near(evidence)
-        lone_negative += list((evidence * gap_ratios(found[:K], strange)[0])[alone])
+        found = _as_stranger(strange, refs)
+        lone_negative += found
+        lone_weight += [0.5] * len(found)
+    as_sources = Queries(v_orig, v_orig, np.zeros(len(v_orig), bool))  # straight only: no pixels here
+    s_dist, s_hit, _ = matching.search(faiss_index, as_sources, depth, cdim, w, rerank_rows)
+    s_dist = np.where(s_hit >= 0, s_dist, np.inf)
+    s_refs = matching.distance_matrix(as_sources, background, cdim, w)
+    for o in range(len(ids)):  # each source as a stranger too, as it is, its relatives taken out
+        other = (s_hit[o] >= 0) & ~np.isin(s_hit[o], list(same[o]))
+        refs = s_refs[o][~same_refs[o]]
+        own_scale = query_scales(np.r_[s_dist[o][other], refs][None, :], None)[0]
+        found = _as_stranger(s_dist[o][other & (s_dist[o] >= NEAR * own_scale)], refs)
+        lone_negative += found
+        lone_weight += [0.5 * np.count_nonzero(owner == o)] * len(found)  # as much as its copies
     return (
         (np.array(positive), np.array(weight), np.array(negative)),
-        (np.array(lone_positive), np.array(lone_negative)),
+        (np.array(lone_positive), np.array(lone_negative), np.array(lone_weight)),
     )
+
+
+def _as_stranger(strange: np.ndarray, refs: np.ndarray) -> list[float]:
+    """The lone curve's evidence of a query's hits with no relative indexed, at distances
+    ``strange`` from it (and ``refs`` from the reference photos): each hit that is its only near one
+    (all, where none is near), its evidence times its gap."""
+    found = np.sort(np.r_[strange, refs])
+    evidence = found[:K] / query_scales(found[None, :], None)[0]
+    return list((evidence * gap_ratios(found[:K], strange)[0])[only_near(evidence)])
 
 
 def _duplicates(
