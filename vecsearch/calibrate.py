@@ -22,13 +22,11 @@ one: its source where nothing else indexed is near the copy, and the copy's firs
 its relatives (the source's duplicates, and whatever is as near to the copy as copies are) are
 taken out of its hits, its scale measured again: the copy as an unrelated photo. Each source is a
 stranger too, as it is, its relatives taken out likewise: an unrelated photo is most often an
-unedited one, and an edited copy, which lies close to everything, stands off from its nearest
-images more than an unedited photo does (without them, an unrelated photo's best hit in 20-image
-indexes read up to 25%: bench/TUNING.md). Each copy counts once as a copy and once as a stranger,
-half of that weight its own and half its source's, the pairs within each unweighed. The lone
-curve keeps a knot at either side of each step of its fit: its positives and negatives barely
-overlap, and a straight segment across the gap read unrelated photos' hits up to 25% where the fit
-said 6%.
+unedited one, which lies nearer its nearest images than an edited copy does. Each copy counts once
+as a copy and once as a stranger, half of that weight its own and half its source's, the pairs
+within each unweighed. The lone curve keeps a knot at either side of each step of its fit: its two
+kinds barely overlap, so knots at quantiles leave gaps where the fit steps down, and an unrelated
+photo's nearest image falls in them (bench/TUNING.md).
 """
 
 from __future__ import annotations
@@ -284,10 +282,9 @@ def _pairs(
     same source) with their weights, and of the negative ones (a copy and another image, indexed or
     a reference photo, that is neither), measured as a search measures it (``matching.py``,
     ``query_scales``); then the positives, negatives and negatives' weights of the lone curve
-    (module docstring). A
-    copy's pairs with its siblings weigh as much as its pair with its source, however many copies a
-    source has, so the fit's mix of easy and hard positives does not depend on the collection's
-    size."""
+    (module docstring). A copy's pairs with its siblings weigh as much as its pair with its source,
+    however many copies a source has, so the fit's mix of easy and hard positives does not depend
+    on the collection's size."""
     from . import matching
 
     owner = np.repeat(np.arange(len(ids)), [len(v) for v in edited])
@@ -321,7 +318,7 @@ def _pairs(
         found = _as_stranger(strange, refs)
         lone_negative += found
         lone_weight += [0.5] * len(found)
-    as_sources = Queries(v_orig, v_orig, np.zeros(len(v_orig), bool))  # straight only: no pixels here
+    as_sources = Queries(v_orig, v_orig, np.zeros(len(v_orig), bool))  # straight, in colour: no pixels here
     s_dist, s_hit, _ = matching.search(faiss_index, as_sources, depth, cdim, w, rerank_rows)
     s_dist = np.where(s_hit >= 0, s_dist, np.inf)
     s_refs = matching.distance_matrix(as_sources, background, cdim, w)
