@@ -186,8 +186,8 @@ def test_unrelated_photos_stay_low_among_copies_and_copies_from_outside_are_foun
 
 @pytest.mark.slow
 def test_unrelated_photos_stay_low_in_20_image_parts_of_the_copy_set(copy_set, tmp_path):
-    """Few sources make few strangers for the lone curve: the sources themselves are strangers
-    too, and the curve keeps its steps (10.6% at most before, with this encoder)."""
+    """Few sources make few strangers for the lone curve, so the sources themselves are strangers
+    too, and the curve keeps the steps of its fit, where an unrelated photo's nearest image falls."""
     root, whole = copy_set
     strangers = _strangers(root)
     paths = [str(root / r["path"]) for r in _rows(root, "groups.csv")]
