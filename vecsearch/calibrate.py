@@ -1,12 +1,12 @@
 """Fitting the calibration: from edited copies when an index is built, or from a user's labels.
 
-At build time about ``SAMPLE`` indexed images and the reference photos are sources. Each gets
-edited copies of the kind found in the wild (``edits.copy_edit``: one edit, sometimes a milder
-second), seeded by the file's content, so neither renaming files nor the worker, batch or stage
-that makes them changes them. A build makes them in its encode stage from the pixels it has
-decoded anyway (``CopyPlan``, the encoder's ``derive``); where fewer than half the sample comes
-that way (a build from vectors, a refit), more sources are read on the executor
-(``encode_copies``).
+At build time about ``SAMPLE`` indexed images and the reference photos (``reference_photos``)
+are sources. Each gets edited copies of the kind found in the wild (``edits.copy_edit``: one
+edit, sometimes a milder second), seeded by the file's content, so neither renaming files nor
+the worker, batch or stage that makes them changes them. A build makes them in its encode stage
+from the pixels it has decoded anyway (``CopyPlan``, the encoder's ``derive``); where fewer than
+half the sample comes that way (a build from vectors, a refit), more sources are read on the
+executor (``encode_copies``).
 
 Each copy then queries the index as a search would (``matching.py``), with the reference photos'
 vectors beside it. Its evidence against its source (the distance over the copy's scale, see
@@ -57,6 +57,14 @@ COPY_BATCH = 8  # sources per executor task
 PRIOR = 0.5
 KNOTS = 64
 MIN_PAIRS = 10  # of each kind, to fit a curve on
+
+
+def reference_photos() -> list[str]:
+    """The photos every calibration takes as sources and as images for a query's scale, beside the
+    collection: the examples and the references (``references/SOURCES.md``). They set a small
+    index's scale, so more of them, of varied scenes, bring it nearer a large one's."""
+    folder = Path(__file__).parent / "references"
+    return example_images() + sorted(str(p) for p in folder.glob("*.jpg"))
 
 
 def source_key(info: FileInfo | None, path: str) -> bytes:
@@ -189,7 +197,7 @@ def fit_calibration(
     """The calibration of an index: ``items`` are (id, path, sha1) of its images, ``copies`` (id →
     query rows) the copies its encode stage made, ``rerank_rows`` a PQ index's re-ranking rows.
 
-    The sources' vectors come from the index. The reference photos shipped with vecsearch are
+    The sources' vectors come from the index. The reference photos (``reference_photos``) are
     sources too: not in the collection, their copies meet it as an unknown photo's do (with them,
     unrelated photos' best hits in 20-image indexes and the moves of a pair between a 50-image part
     and the whole copy set went down, bench/RESULTS.md). Where the images cannot be read from here
@@ -208,11 +216,11 @@ def fit_calibration(
         v_orig = (
             ivf.reconstruct(faiss_index, ids, rerank_rows) if ids else np.zeros((0, encoder.dim), np.float32)
         )
-        examples = example_images()
-        background = encoder.encode(examples)
+        references = reference_photos()
+        background = encoder.encode(references)
         v_orig = np.vstack([v_orig, background])  # the reference photos are sources too, the last ones
-        edited += encode_copies(encoder, examples, copies_per_source(len(ids) + len(examples)), seed)
-        ids += [-1] * len(examples)
+        edited += encode_copies(encoder, references, copies_per_source(len(ids) + len(references)), seed)
+        ids += [-1] * len(references)
         (positive, weight, negative), (lone_positive, lone_negative, lone_weight) = _pairs(
             encoder, faiss_index, rerank_rows, ids, v_orig, edited, background
         )
@@ -450,7 +458,7 @@ def fit_labels(index, labels: Labels, seed: int = 0) -> Calibration:
     cal = fit(fit_e[fit_y], fit_e[~fit_y], prior=None)
     cal.background, cal.rank = index.calibration.background, index.calibration.rank
     if cal.background is None:
-        cal.background = index.encoder.encode(example_images())
+        cal.background = index.encoder.encode(reference_photos())
     held_out = {"pairs": len(test_y)}
     if len(test_y) and 0 < test_y.sum() < len(test_y):
         stated = cal.percent_at(test_e)
