@@ -176,7 +176,7 @@ def _drain(pool, work: Work, todo: Iterator[Task], running: dict, held: list[Tas
     def submit(n: int) -> None:
         for task in itertools.islice(todo, n):
             held.append(task)
-            running[pool.submit(_in_worker, work, task)] = task
+            running[_submit(pool, work, task)] = task
             held.pop()
 
     submit(in_flight)
@@ -187,6 +187,19 @@ def _drain(pool, work: Work, todo: Iterator[Task], running: dict, held: list[Tas
             del running[fut]
             yield result
             submit(1)
+
+
+def _submit(pool: ProcessPoolExecutor, work: Work, task: Task):
+    """``pool.submit``, where a pool that breaks during the call says so. Python 3.11 marks a pool
+    broken and closes its task queue without the lock ``submit`` holds, so a submit that is
+    starting a worker just then fails pickling the closed queue ("handle is closed"): a worker's
+    death all the same (seen in CI when a test killed a worker)."""
+    try:
+        return pool.submit(_in_worker, work, task)
+    except OSError as error:
+        if getattr(pool, "_broken", None):
+            raise BrokenProcessPool(pool._broken) from error
+        raise
 
 
 def _check_workers_start(work: Work, shared: Any) -> None:
