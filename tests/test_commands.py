@@ -20,13 +20,20 @@ def enc_file(tmp_path_factory, encoder):
     return encoder.save(tmp_path_factory.mktemp("enc") / "encoder.npz")
 
 
-@pytest.fixture
-def index(tmp_path, photo_dir, enc_file):
-    """A fresh index of the example photos, built through the command line."""
-    root = tmp_path / "idx"
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory, photo_dir, enc_file):
+    """An index of the example photos, built through the command line."""
+    root = tmp_path_factory.mktemp("cli") / "idx"
     p = vs("build", photo_dir, "--index", root, "--encoder", enc_file, "--workers", 0, "--quiet")
     assert p.returncode == 0, p.err
     return root
+
+
+@pytest.fixture
+def index(tmp_path, built_once):
+    """A copy of that index of the test's own (an index directory holds no path of itself), so
+    that a test may change or damage it."""
+    return Path(shutil.copytree(built_once, tmp_path / "idx"))
 
 
 def query_image(examples, name="coffee"):
