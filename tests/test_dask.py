@@ -1,5 +1,7 @@
 """A real Dask LocalCluster (worker processes): the cluster path gives what the local one gives."""
 
+import warnings
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -43,7 +45,7 @@ def test_dask_bag_pipeline_to_parquet_then_index(cluster, tmp_path, photo_dir, b
     import dask
 
     paths = sorted(str(p) for p in photo_dir.rglob("*.jpg"))
-    encoder = dask.delayed(vecsearch.Encoder.load(built.path))  # shipped once, shared by all tasks
+    encoder = dask.delayed(vecsearch.Encoder.load)(str(built.path))  # loaded by one task, shared by all
     out = tmp_path / "vectors"
     out.mkdir()
 
@@ -52,11 +54,14 @@ def test_dask_bag_pipeline_to_parquet_then_index(cluster, tmp_path, photo_dir, b
         pq.write_table(t, out / f"part-{abs(hash(tuple(part))):x}.parquet")
         return [len(t)]
 
-    with distributed.Client(cluster):
+    with distributed.Client(cluster), warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
         counts = (
             dask_bag.from_sequence(paths, npartitions=3).map_partitions(encode_partition, encoder).compute()
         )
     assert sum(counts) == len(paths) and len(list(out.glob("*.parquet"))) == 3
+    # The encoder's arrays (16 MB) stay out of the task graph, which Dask warns about above 10 MB.
+    assert not [w for w in warned if "large graph" in str(w.message)], [str(w.message) for w in warned]
     index = vecsearch.build(None, tmp_path / "idx", vectors=out, encoder=built.path, quiet=True)
     assert sorted(index.metadata()["path"].to_pylist()) == sorted(built.metadata()["path"].to_pylist())
     got = {q: [(p, d) for p, d in r] for q, r in zip(examples, _results(index, examples))}
