@@ -1,15 +1,18 @@
 """Copies of an indexed photo come back first, whatever was done to it: turned grey, mirrored,
-recoloured, cropped to half (real Holidays photos; skipped where the shared sets are missing)."""
+recoloured, cropped to half; and verification tells them from other shots of the scene, in a search
+and in dedup (real Holidays photos; skipped where the shared sets are missing)."""
 
+import json
 import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import skip_without
+from conftest import mild_edit, skip_without, vs
 
 import vecsearch
+from vecsearch.dedup import find_groups
 from vecsearch.edits import jpeg
 from vecsearch.evaluate import load_labelled_set
 from vecsearch.verify import MIN_INLIERS
@@ -132,3 +135,49 @@ def test_with_verification_other_shots_of_a_scene_read_low_and_copies_high(holid
     # 0.22 when passing verification only moved a hit's odds up, whatever the rest of the picture
     # showed.
     assert np.mean([h.similarity < 70 for h in other]) >= 0.5, [(h.similarity, h.agreement) for h in other]
+
+
+@pytest.fixture(scope="module")
+def scenes_and_copies(holidays, tmp_path_factory):
+    """Every shot of 40 scenes of two shots or more, and a mildly edited copy of each scene's first."""
+    _, photos, scene = holidays
+    shots: dict[str, list[Path]] = {}
+    for p in photos:
+        shots.setdefault(scene[p.name], []).append(p)
+    chosen = [s for s in shots.values() if len(s) > 1][:40]
+    folder = tmp_path_factory.mktemp("scenes")
+    copy_of = {}
+    for s in chosen:
+        for p in s:
+            shutil.copy(p, folder)
+        copy = folder / f"copy-{s[0].name}"
+        cv2.imwrite(str(copy), mild_edit(cv2.imread(str(s[0]))))
+        copy_of[str(copy)] = str(folder / s[0].name)
+    index = vecsearch.build([folder], tmp_path_factory.mktemp("sidx") / "i", workers=0, quiet=True)
+    return index, copy_of
+
+
+def _offered(groups) -> set[frozenset[str]]:
+    """The pairs a user would be offered to delete: each member with its group's keeper."""
+    return {frozenset((g[0].path, m.path)) for g in groups for m in g[1:]}
+
+
+@pytest.mark.slow
+def test_dedup_with_verification_offers_copies_and_not_other_shots(scenes_and_copies):
+    index, copy_of = scenes_and_copies
+    copies = {frozenset(pair) for pair in copy_of.items()}
+    verified = find_groups(index, 90, verify=True)
+    plain, checked = _offered(find_groups(index, 90)), _offered(verified)
+    assert len(plain - copies) >= 5  # the vectors alone put other shots of a scene together
+    # 24 such pairs without verification, 6 with it (bursts, nearly the same picture, and shots
+    # from one spot); 35 and 37 of the 40 copies.
+    assert len(checked - copies) <= len(plain - copies) // 2, sorted(map(sorted, checked - copies))
+    assert len(checked & copies) >= 0.85 * len(copies) and len(checked & copies) >= len(plain & copies)
+    assert all(m.inliers is not None and m.inliers >= MIN_INLIERS for g in verified for m in g[1:])
+    # The command line finds the same groups, and says what verification found.
+    p = vs("dedup", "--index", index.path, "--verify", "--min-similarity", 90, "--format", "json", "--quiet")
+    rows = [json.loads(line) for line in p.out.splitlines()]
+    assert p.returncode == 0 and sorted(r["path"] for r in rows) == sorted(
+        m.path for g in verified for m in g
+    )
+    assert all(r["inliers"] >= MIN_INLIERS for r in rows if not r["keep"]) and "agreement" in rows[0]

@@ -160,16 +160,21 @@ def test_info_and_indexed_images_by_id(site, server):
     assert thumb.headers["content-type"] == "image/jpeg" and max(pixels.shape[:2]) == 64
 
 
-def test_dedup_groups_match_the_command_line(site, server):
-    r = server.client.get("/api/dedup", params={"min_similarity": 80})
+@pytest.mark.parametrize("verify", [False, True])
+def test_dedup_groups_match_the_command_line(site, server, verify):
+    r = server.client.get("/api/dedup", params={"min_similarity": 80, "verify": verify})
     assert r.status_code == 200, r.text
     groups = r.json()["groups"]
     keepers = {Path(g[0]["path"]).name: {Path(m["path"]).name for m in g[1:]} for g in groups}
     assert keepers.get("chelsea.jpg") == {"chelsea-copy.jpg"} and groups[0][0]["keep"]
-    p = vs("dedup", "--index", site["root"], "--min-similarity", 80, "--format", "json", "--quiet")
+    copy = next(m for g in groups for m in g if m["path"].endswith("chelsea-copy.jpg"))
+    assert (copy["inliers"] is not None) == verify  # checked against its keeper's keypoints
+    p = vs("dedup", "--index", site["root"], "--min-similarity", 80, "--format", "json", "--quiet",
+           *(["--verify"] if verify else []))  # fmt: skip
     rows = [json.loads(line) for line in p.out.splitlines()]
-    assert [(m["id"], m["keep"], m["similarity"]) for g in groups for m in g] == [
-        (m["id"], m["keep"], m["similarity"]) for m in rows
+    fields = ("id", "keep", "similarity", *(["inliers"] if verify else []))
+    assert [tuple(m[f] for f in fields) for g in groups for m in g] == [
+        tuple(m[f] for f in fields) for m in rows
     ]
 
 
@@ -464,6 +469,12 @@ def test_the_page_in_a_browser(site, browser_page):
     page.wait_for_selector("#groups .keeper")
     keeper = page.locator("#groups .group").first.locator(".keeper .path").inner_text()
     assert Path(keeper).name == "chelsea.jpg"
+    assert "inliers" not in page.inner_text("#groups")
+    page.check("#dedup-verify")
+    page.click("#dedup-form button")
+    page.locator("#groups .facts", has_text="inliers").first.wait_for()
+    member = page.locator("#groups .group").first.locator(".hit:not(.keeper) .facts").inner_text()
+    assert re.search(r"\d+ inliers", member), member  # the copy, checked against its keeper
 
     page.set_viewport_size({"width": 360, "height": 740})  # a phone: nothing wider than the screen
     page.click("#show-search")

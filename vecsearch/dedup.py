@@ -7,17 +7,28 @@ in batches, each batch is range-searched, and the pairs found are joined into ca
 is then its keeper and the images within the keeper's own radius: a chain of look-alikes (A~B,
 B~C, but not A~C) is split, so that nothing is offered for deletion that is not a near-duplicate
 of the image kept.
+
+With verification each member is also checked against its keeper keypoint by keypoint
+(``verify.py``) and stays only if its verified percentage does: another shot of the keeper's scene,
+which the vectors alone may put within the radius, is the one thing a user must not be offered for
+deletion. Verification only takes members out (they may make a group of their own); it finds no
+pair the vectors did not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import ivf, pathnames
+from . import verify as verify_mod
+from .images import to_pixels
 from .search import Index
+from .stages import stage
 
 BATCH = 1024
 
@@ -31,15 +42,25 @@ class Member:
     width: int
     height: int
     bytes: int
+    inliers: int | None = None  # with verification, against the keeper (None: not checked)
+    agreement: float | None = None
+    residual: float | None = None
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> list[list[Member]]:
+def find_groups(
+    index: Index,
+    min_similarity: float = 90.0,
+    progress: Callable[[int], object] | None = None,
+    verify: bool = False,
+    quiet: bool = True,
+) -> list[list[Member]]:
     """Groups of two or more images, largest first; in each, the suggested keeper (largest
     resolution, then largest file) comes first and every other member is at ≥ ``min_similarity`` %
-    of it."""
+    of it. ``verify`` reads the indexed files. ``progress`` is told of the images searched, as the
+    stage's bar is (shown unless ``quiet``)."""
     if not 0 < min_similarity <= 100:
         raise ValueError(f"min_similarity is a percentage from 0 (excluded) to 100, not {min_similarity!r}")
     reach = index.calibration.evidence_for(min_similarity)
@@ -50,16 +71,26 @@ def find_groups(index: Index, min_similarity: float = 90.0, progress=None) -> li
     full = ivf.load(index.version.file("index"), mmap=False)
     ivf.set_nprobe(full, index.manifest.index.nprobe)
     with ivf.by_id(full):
-        return _groups(index, full, meta, ids, reach, progress)
+        return _groups(index, full, meta, ids, reach, progress, min_similarity if verify else None, quiet)
 
 
-def _groups(index: Index, full, meta, ids: np.ndarray, reach: float, progress) -> list[list[Member]]:
+def _groups(
+    index: Index, full, meta, ids: np.ndarray, reach: float, progress, verified_at: float | None, quiet: bool
+) -> list[list[Member]]:
+    """``verified_at``: with verification, the percentage a member's verified one must reach."""
     from scipy.sparse.csgraph import connected_components
 
     def vectors(some: np.ndarray) -> np.ndarray:
         return ivf.reconstruct(full, some, index.rerank_rows)
 
-    graph, radius, scale = _near_pairs(index, full, ids, reach, vectors, progress)
+    with stage("dedup", len(ids), quiet=quiet) as st:
+
+        def searched(n: int) -> None:
+            st.update(n)
+            if progress:
+                progress(n)
+
+        graph, radius, scale = _near_pairs(index, full, ids, reach, vectors, searched)
     if graph is None:
         return []
     _, label = connected_components(graph, directed=False)
@@ -75,26 +106,49 @@ def _groups(index: Index, full, meta, ids: np.ndarray, reach: float, progress) -
     widths, heights, size = column("width"), column("height"), column("bytes")
     area = widths * heights
 
-    def member(m: int, keep: bool, similarity: float) -> Member:
-        return Member(names[m], int(ids[m]), keep, similarity, int(widths[m]), int(heights[m]), int(size[m]))
+    def member(m: int, keep: bool, similarity: float, check: verify_mod.Check | None) -> Member:
+        facts = (int(widths[m]), int(heights[m]), int(size[m]))
+        found = {} if check is None else dataclasses.asdict(check)  # Check's fields are Member's
+        return Member(names[m], int(ids[m]), keep, similarity, *facts, **found)
 
     groups = []
-    for a, b in itertools.pairwise(bounds):
-        members = np.array(sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], names[m])))
-        vecs = vectors(ids[members])
-        left = np.arange(len(members))
-        while len(left) > 1:  # the best image left keeps what is near it; the rest is grouped again
-            keeper = members[left[0]]
-            d = ((vecs[left] - vecs[left[0]]) ** 2).sum(1)
-            near = d <= radius[keeper] + 1e-6
-            if near.sum() > 1:
+    verifying = verified_at is not None
+    with stage("verify", len(by_label), quiet=quiet or not verifying) as checked:  # logs only if used
+        for a, b in itertools.pairwise(bounds):
+            members = np.array(sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], names[m])))
+            vecs = vectors(ids[members])
+            left = np.arange(len(members))
+            while len(left) > 1:  # the best image left keeps what is near it; the rest is grouped again
+                keeper = members[left[0]]
+                d = ((vecs[left] - vecs[left[0]]) ** 2).sum(1)
+                near = np.flatnonzero(d <= radius[keeper] + 1e-6)
                 sim = index.calibration.percent(d[near][None, :], scale[[keeper]])[0]
-                groups.append(
-                    [member(m, n == 0, float(s)) for n, (m, s) in enumerate(zip(members[left[near]], sim))]
-                )
-            left = left[~near]
+                checks: list[verify_mod.Check | None] = [None] * len(near)
+                if verifying and len(near) > 1:
+                    checks[1:] = _checks(index, names[keeper], [names[m] for m in members[left[near[1:]]]])
+                    if not index.calibration.taught:  # the user's meaning: the labels' curve says it
+                        sim = np.array([verify_mod.adjusted(s, c) for s, c in zip(sim, checks)])
+                kept = [n for n in range(len(near)) if n == 0 or not verifying or sim[n] >= verified_at]
+                if len(kept) > 1:
+                    groups.append(
+                        [member(members[left[near[n]]], n == 0, float(sim[n]), checks[n]) for n in kept]
+                    )
+                left = np.delete(left, near[kept])
+            if verifying:
+                checked.update(len(members))
     groups.sort(key=lambda g: (-len(g), g[0].path))
     return groups
+
+
+def _checks(index: Index, keeper: str, others: list[str]) -> list[verify_mod.Check | None]:
+    """Each of ``others`` checked against ``keeper``; None where a file cannot be read (such a
+    member keeps its vector's percentage, as a search's hit does)."""
+    side = index.encoder.config.max_side
+    try:
+        kept = verify_mod.QueryKeypoints.of(to_pixels(keeper, side))
+    except (OSError, ValueError):  # ImageError is a ValueError
+        return [None] * len(others)
+    return verify_mod.evidence(kept, [(p, False) for p in others], lambda p: to_pixels(p, side))
 
 
 def _near_pairs(index: Index, full, ids: np.ndarray, reach: float, vectors, progress):

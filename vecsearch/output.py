@@ -76,15 +76,27 @@ def hit_fields(hit, path: Callable[[str], str] = shown) -> dict:
         "distance": round(hit.distance, 4),
         "id": hit.id,
         "path": path(hit.path),
-        "inliers": hit.inliers,
-        "agreement": None if hit.agreement is None else round(hit.agreement, 3),
-        "residual": None if hit.residual is None else round(hit.residual, 3),
+        **_checked(hit),
     }
 
 
 def member_fields(member, path: Callable[[str], str] = shown) -> dict:
     """A member of a near-duplicate group as ``dedup --format json`` and the server's API show it."""
-    return {**member.as_dict(), "path": path(member.path), "similarity": round(member.similarity, 1)}
+    return {
+        **member.as_dict(),
+        "path": path(member.path),
+        "similarity": round(member.similarity, 1),
+        **_checked(member),
+    }
+
+
+def _checked(found) -> dict:
+    """What verification found for a hit or a group member (None where it was not checked)."""
+    return {
+        "inliers": found.inliers,
+        "agreement": None if found.agreement is None else round(found.agreement, 3),
+        "residual": None if found.residual is None else round(found.residual, 3),
+    }
 
 
 def relative(base: str | None) -> Callable[[str], str]:

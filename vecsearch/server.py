@@ -72,7 +72,7 @@ class Served:
     index: Index
     problem: str | None = None
     failed_version: int | None = None
-    dedup: dict = field(default_factory=dict)  # (version, threshold) → groups
+    dedup: dict = field(default_factory=dict)  # (version, threshold, verified) → groups
 
     def refresh(self) -> None:
         """Open and swap in a new committed version, if there is one; keep the old on failure."""
@@ -269,19 +269,22 @@ def _routes(app: FastAPI, served: Served, pool: ThreadPoolExecutor, max_upload: 
         return Response(await loop.run_in_executor(pool, _jpeg, path, size), media_type="image/jpeg")
 
     @app.get("/api/dedup")
-    async def dedup(min_similarity: float = 90.0):
-        """Every group of near-duplicates at or above ``min_similarity`` %, the suggested keeper first."""
+    async def dedup(min_similarity: float = 90.0, verify: bool = False):
+        """Every group of near-duplicates at or above ``min_similarity`` %, the suggested keeper first;
+        with ``verify``, each member checked against the keeper's keypoints."""
         if not 0 < min_similarity <= 100:
             raise ClientError(
                 422, f"min_similarity must be a number above 0 and at most 100, not {min_similarity}"
             )
         index = served.index
-        key = (index.version.number, min_similarity)
+        key = (index.version.number, min_similarity, verify)
         if key not in served.dedup:
             from .dedup import find_groups
 
             loop = asyncio.get_running_loop()
-            groups = await loop.run_in_executor(pool, find_groups, index, min_similarity)
+            groups = await loop.run_in_executor(
+                pool, lambda: find_groups(index, min_similarity, verify=verify)
+            )
             served.dedup[key] = [[member_fields(m) for m in g] for g in groups]
         return {"version": index.version.number, "groups": served.dedup[key]}
 

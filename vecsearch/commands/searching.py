@@ -127,12 +127,16 @@ def dedup(
     html: File = None,
     format: Format = "csv",
     relative_to: Annotated[str | None, Value("DIR", words="a folder")] = None,
+    verify: bool = False,
     quiet: bool = False,
 ) -> int:
     """Find every group of near-duplicates in an index, with a suggested keeper per group.
 
     Keeper: the largest resolution, then the largest file. Every other member of a group is at or
-    above --min-similarity of the keeper itself (A~B and B~C do not put C with A unless A~C).
+    above --min-similarity of the keeper itself (A~B and B~C do not put C with A unless A~C). With
+    --verify each member is also checked against the keeper keypoint by keypoint and stays only if
+    its verified percentage does: most other shots of one scene (a burst, a second take), which
+    look alike to the vectors, drop out. It reads the indexed files.
 
     Args:
         index: the index directory
@@ -141,25 +145,26 @@ def dedup(
         html: also write a page of the groups as thumbnails
         format: csv, json or table
         relative_to: print paths relative to this folder
+        verify: check each member against its keeper's keypoints (geometric verification)
         quiet: no progress or summary
 
     Examples:
         vecsearch dedup --index indexes/photos --min-similarity 90 --out groups.csv --html groups.html
+        vecsearch dedup --index indexes/photos --verify --out groups.csv
         vecsearch dedup --index indexes/photos --format json | jq 'select(.keep == false) | .path'
     """
     from ..dedup import find_groups
     from ..files import write_bytes
     from ..search import open_index
-    from ..stages import stage
 
     targets = [writable(flag, path) for flag, path in (("--out", out), ("--html", html)) if path]
     setup_logging(quiet)
     idx = open_index(index)
-    with stage("dedup", len(idx), quiet=quiet) as st:
-        groups = find_groups(idx, min_similarity, st.update)
+    groups = find_groups(idx, min_similarity, verify=verify, quiet=quiet)
     shown = relative(relative_to)
     rows = [{"group": n, **member_fields(m, shown)} for n, g in enumerate(groups, 1) for m in g]
-    data = render(rows, format, ["group", "path", "keep", "similarity", "width", "height", "bytes", "id"])
+    columns = ["group", "path", "keep", "similarity", "width", "height", "bytes", "id"]
+    data = render(rows, format, columns + (["inliers", "agreement", "residual"] if verify else []))
     if out:
         write_bytes(targets[0], data)
     else:

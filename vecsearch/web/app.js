@@ -155,9 +155,10 @@ function renderHit(query, hits, n) {
   return item;
 }
 
-// What verification found: its keypoint inliers and, where they verify the hit, how well the two
-// pictures agree once aligned (near 1 for a copy, less for another shot of the scene) and how far
-// the inliers stray from the alignment (least for a copy).
+// What verification found (of a hit, or of a group member against its keeper): its keypoint
+// inliers and, where they verify it, how well the two pictures agree once aligned (near 1 for a
+// copy, less for another shot of the scene) and how far the inliers stray from the alignment (least
+// for a copy).
 function checked(hit) {
   if (hit.inliers == null) return "";
   const agrees = hit.agreement == null ? "" : `, agreement ${hit.agreement.toFixed(3)}`;
@@ -192,10 +193,11 @@ function step(by) {
 async function findGroups(event) {
   event.preventDefault();
   const least = Number($("dedup-min").value);
+  const verify = $("dedup-verify").checked;
   $("dedup-status").textContent = "Looking for near-duplicates…";
   $("groups").replaceChildren();
   try {
-    const groups = (await (await api(`/api/dedup?min_similarity=${least}`)).json()).groups;
+    const groups = (await (await api(`/api/dedup?min_similarity=${least}&verify=${verify}`)).json()).groups;
     $("dedup-status").textContent = groups.length
       ? `${groups.length} group${groups.length > 1 ? "s" : ""} at ${least}% or more; the suggested keeper is marked.`
       : `No images at ${least}% or more of each other.`;
@@ -217,7 +219,7 @@ function renderGroup(group) {
     const box = element("div", "frame");
     box.append(img, badge);
     item.append(box, element("p", "path", m.path),
-      element("p", "facts", `${m.width}×${m.height} · ${size(m.bytes)}`));
+      element("p", "facts", `${m.width}×${m.height} · ${size(m.bytes)}` + checked(m)));
     list.append(item);
   }
   return list;
