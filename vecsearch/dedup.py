@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from .search import Index
 from .stages import stage
 
 BATCH = 1024
+log = logging.getLogger("vecsearch")
 
 
 @dataclass
@@ -112,6 +114,7 @@ def _groups(
         return Member(names[m], int(ids[m]), keep, similarity, *facts, **found)
 
     groups = []
+    unread = 0  # members verification could not check (a file gone or unreadable)
     verifying = verified_at is not None
     with stage("verify", len(by_label), quiet=quiet or not verifying) as checked:  # logs only if used
         for a, b in itertools.pairwise(bounds):
@@ -126,6 +129,7 @@ def _groups(
                 checks: list[verify_mod.Check | None] = [None] * len(near)
                 if verifying and len(near) > 1:
                     checks[1:] = _checks(index, names[keeper], [names[m] for m in members[left[near[1:]]]])
+                    unread += checks.count(None) - 1
                     if not index.calibration.taught:  # the user's meaning: the labels' curve says it
                         sim = np.array([verify_mod.adjusted(s, c) for s, c in zip(sim, checks)])
                 kept = [n for n in range(len(near)) if n == 0 or not verifying or sim[n] >= verified_at]
@@ -136,6 +140,8 @@ def _groups(
                 left = np.delete(left, near[kept])
             if verifying:
                 checked.update(len(members))
+    if unread:
+        log.warning("verify: %d images could not be read; they were grouped on their vectors alone", unread)
     groups.sort(key=lambda g: (-len(g), g[0].path))
     return groups
 
