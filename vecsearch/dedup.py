@@ -114,7 +114,7 @@ def _groups(
         return Member(names[m], int(ids[m]), keep, similarity, *facts, **found)
 
     groups = []
-    unread = 0  # members verification could not check (a file gone or unreadable)
+    unread: set[str] = set()  # members verification could not check (a file gone or unreadable)
     verifying = verified_at is not None
     with stage("verify", len(by_label), quiet=quiet or not verifying) as checked:  # logs only if used
         for a, b in itertools.pairwise(bounds):
@@ -128,8 +128,9 @@ def _groups(
                 sim = index.calibration.percent(d[near][None, :], scale[[keeper]])[0]
                 checks: list[verify_mod.Check | None] = [None] * len(near)
                 if verifying and len(near) > 1:
-                    checks[1:] = _checks(index, names[keeper], [names[m] for m in members[left[near[1:]]]])
-                    unread += checks.count(None) - 1
+                    others = [names[m] for m in members[left[near[1:]]]]
+                    checks[1:] = _checks(index, names[keeper], others)
+                    unread |= {p for p, c in zip(others, checks[1:]) if c is None}
                     if not index.calibration.taught:  # the user's meaning: the labels' curve says it
                         sim = np.array([verify_mod.adjusted(s, c) for s, c in zip(sim, checks)])
                 kept = [n for n in range(len(near)) if n == 0 or not verifying or sim[n] >= verified_at]
@@ -141,7 +142,9 @@ def _groups(
             if verifying:
                 checked.update(len(members))
     if unread:
-        log.warning("verify: %d images could not be read; they were grouped on their vectors alone", unread)
+        log.warning(
+            "verify: %d images could not be read; they were grouped on their vectors alone", len(unread)
+        )
     groups.sort(key=lambda g: (-len(g), g[0].path))
     return groups
 
