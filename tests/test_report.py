@@ -102,6 +102,15 @@ def test_gallery_loads_every_thumbnail_and_shows_hostile_names_as_text(dup_index
     assert shot.stat().st_size > 20_000  # a real rendering, not a blank page
 
 
+def test_a_verified_search_page_says_what_each_check_found(dup_index):
+    queries = [p for p in dup_index.metadata()["path"].to_pylist() if "copy0" in p]
+    answers = dup_index.search_many(queries, k=4, verify=True)
+    captions = re.findall(r"<figcaption>(.*?)<br>", report.results_page(list(zip(queries, answers))))
+    hits = [c for c in captions if c != "query"]
+    assert len(hits) == 12 and all(re.search(r"#\d · \d+ inliers", c) for c in hits), captions
+    assert sum("agreement" in c for c in hits) >= 2  # the copies' sources, verified and compared
+
+
 def test_dedup_groups_edited_copies_and_keeps_the_largest(dup_index, tmp_path, examples):
     groups = find_groups(dup_index, 80)
     names = sorted(sorted(Path(m.path).name for m in g) for g in groups)
@@ -205,4 +214,14 @@ def test_dedup_and_query_html_from_the_cli(dup_index, tmp_path, examples):
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(out.open()))
     assert len({r["group"] for r in rows}) == 3 and sum(r["keep"] == "True" for r in rows) == 3
-    assert html.read_text().count("<figure") == 9
+    assert html.read_text().count("<figure") == 9 and "inliers" not in html.read_text()
+    # With verification, each member's caption says what its check against the keeper found.
+    p = subprocess.run(
+        [sys.executable, "-m", "vecsearch.cli", "dedup", "--index", str(dup_index.path), "--min-similarity",
+         "80", "--verify", "--html", str(html), "--quiet"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    captions = re.findall(r"<figcaption>(.*?)<br>", html.read_text())
+    members = [c for c in captions if not c.startswith("keep")]
+    assert members and all(re.search(r"\d+ inliers, agreement 0\.\d{3}", c) for c in members), captions

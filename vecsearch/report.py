@@ -69,6 +69,16 @@ def figure(path: str, caption: str, css: str = "", shown: str | None = None) -> 
     )
 
 
+def checked(inliers: int | None, agreement: float | None, residual: float | None) -> str:
+    """What verification found, as a caption's tail: its inliers and, where they verify the pair,
+    how well the aligned pictures agree and how far the inliers stray (nothing if not checked)."""
+    if inliers is None:
+        return ""
+    agrees = "" if agreement is None else f", agreement {agreement:.3f}"
+    strays = "" if residual is None else f", residual {residual:.2f}"
+    return f" · {inliers} inliers{agrees}{strays}"
+
+
 def page(title: str, body: Iterable[str]) -> str:
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -86,7 +96,12 @@ def results_page(sections: Sequence[tuple[str, list]], shown=lambda p: p) -> str
     for query, hits in sections:
         parts = [figure(query, "query", "query", shown(query))]
         parts += [
-            figure(h.path, f'<span class="pct">{h.similarity:.1f}%</span> · #{h.rank}', shown=shown(h.path))
+            figure(
+                h.path,
+                f'<span class="pct">{h.similarity:.1f}%</span> · #{h.rank}'
+                + checked(h.inliers, h.agreement, h.residual),
+                shown=shown(h.path),
+            )
             for h in hits
         ]
         body.append(f'<h2>{text(shown(query))}</h2><div class="grid">{"".join(parts)}</div>')
@@ -101,7 +116,8 @@ def groups_page(groups: Sequence[list[dict]], shown=lambda p: p) -> str:
             figure(
                 m["path"],
                 ("keep · " if m["keep"] else "")
-                + f'<span class="pct">{m["similarity"]:.1f}%</span> · {m["width"]}×{m["height"]}',
+                + f'<span class="pct">{m["similarity"]:.1f}%</span> · {m["width"]}×{m["height"]}'
+                + checked(m.get("inliers"), m.get("agreement"), m.get("residual")),
                 "keep" if m["keep"] else "",
                 shown(m["path"]),
             )
