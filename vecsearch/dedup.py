@@ -154,9 +154,9 @@ def _checks(index: Index, keeper: str, others: list[str]) -> list[verify_mod.Che
     member keeps its vector's percentage, as a search's hit does)."""
     side = index.encoder.config.max_side
     try:
-        kept = verify_mod.QueryKeypoints.of(to_pixels(keeper, side))
+        kept = verify_mod.QueryKeypoints(verify_mod.keypoints(to_pixels(keeper, side)), verify_mod.NONE)
     except (OSError, ValueError):  # ImageError is a ValueError
-        return [None] * len(others)
+        return [None] * len(others)  # (no mirror image: the pairs were found straight)
     return verify_mod.evidence(kept, [(p, False) for p in others], lambda p: to_pixels(p, side))
 
 
