@@ -40,7 +40,7 @@ def checked_hits(index, queries: list[str], group: dict[str, object]) -> dict[st
     out: dict[str, list] = {"percent": [], "inliers": [], "agreement": [], "residual": [], "copy": []}
     for q, found in zip(queries, index.search_many(queries, k=11)):
         top = [h for h in found if h.path != q][:10]
-        query = verify.QueryKeypoints.of(to_pixels(q, side))
+        query = verify.QueryKeypoints(to_pixels(q, side))
         checks = verify.evidence(query, [(h.path, h.mirrored) for h in top], lambda p: to_pixels(p, side))
         out["percent"] += [h.similarity for h in top]
         out["inliers"] += [c.inliers for c in checks]

@@ -45,7 +45,7 @@ def candidates(name: str, data_root: Path) -> dict:
         for q, hits in zip(
             data.queries, index.search_many([data.paths[q] for q in data.queries], k=len(data.paths))
         ):
-            query = verify.QueryKeypoints.of(to_pixels(data.paths[q], side))
+            query = verify.QueryKeypoints(to_pixels(data.paths[q], side))
             found = list(pool.map(lambda p, qk=query: _both(qk, p, side), [h.path for h in hits[:TOP]]))
             rows.append(([h.path for h in hits], found))
     out = {"data": data, "rows": rows}

@@ -73,13 +73,12 @@ def find_groups(
     full = ivf.load(index.version.file("index"), mmap=False)
     ivf.set_nprobe(full, index.manifest.index.nprobe)
     with ivf.by_id(full):
-        return _groups(index, full, meta, ids, reach, progress, min_similarity if verify else None, quiet)
+        return _groups(index, full, meta, ids, reach, progress, min_similarity, verify, quiet)
 
 
 def _groups(
-    index: Index, full, meta, ids: np.ndarray, reach: float, progress, verified_at: float | None, quiet: bool
+    index: Index, full, meta, ids: np.ndarray, reach: float, progress, least: float, verify: bool, quiet: bool
 ) -> list[list[Member]]:
-    """``verified_at``: with verification, the percentage a member's verified one must reach."""
     from scipy.sparse.csgraph import connected_components
 
     def vectors(some: np.ndarray) -> np.ndarray:
@@ -115,8 +114,7 @@ def _groups(
 
     groups = []
     unread: set[str] = set()  # members verification could not check (a file gone or unreadable)
-    verifying = verified_at is not None
-    with stage("verify", len(by_label), quiet=quiet or not verifying) as checked:  # logs only if used
+    with stage("verify", len(by_label), quiet=quiet or not verify) as checked:  # logs only if used
         for a, b in itertools.pairwise(bounds):
             members = np.array(sorted(by_label[a:b], key=lambda m: (-area[m], -size[m], names[m])))
             vecs = vectors(ids[members])
@@ -127,19 +125,19 @@ def _groups(
                 near = np.flatnonzero(d <= radius[keeper] + 1e-6)
                 sim = index.calibration.percent(d[near][None, :], scale[[keeper]])[0]
                 checks: list[verify_mod.Check | None] = [None] * len(near)
-                if verifying and len(near) > 1:
+                if verify and len(near) > 1:
                     others = [names[m] for m in members[left[near[1:]]]]
                     checks[1:] = _checks(index, names[keeper], others)
                     unread |= {p for p, c in zip(others, checks[1:]) if c is None}
                     if not index.calibration.taught:  # the user's meaning: the labels' curve says it
                         sim = np.array([verify_mod.adjusted(s, c) for s, c in zip(sim, checks)])
-                kept = [n for n in range(len(near)) if n == 0 or not verifying or sim[n] >= verified_at]
+                kept = [n for n in range(len(near)) if n == 0 or not verify or sim[n] >= least]
                 if len(kept) > 1:
                     groups.append(
                         [member(members[left[near[n]]], n == 0, float(sim[n]), checks[n]) for n in kept]
                     )
                 left = np.delete(left, near[kept])
-            if verifying:
+            if verify:
                 checked.update(len(members))
     if unread:
         log.warning(
@@ -154,9 +152,9 @@ def _checks(index: Index, keeper: str, others: list[str]) -> list[verify_mod.Che
     member keeps its vector's percentage, as a search's hit does)."""
     side = index.encoder.config.max_side
     try:
-        kept = verify_mod.QueryKeypoints(verify_mod.keypoints(to_pixels(keeper, side)), verify_mod.NONE)
+        kept = verify_mod.QueryKeypoints(to_pixels(keeper, side))
     except (OSError, ValueError):  # ImageError is a ValueError
-        return [None] * len(others)  # (no mirror image: the pairs were found straight)
+        return [None] * len(others)
     return verify_mod.evidence(kept, [(p, False) for p in others], lambda p: to_pixels(p, side))
 
 

@@ -182,7 +182,7 @@ class Index:
         top = hits[: verify_mod.DEPTH]
         side = self.encoder.config.max_side
         found = verify_mod.evidence(
-            verify_mod.QueryKeypoints.of(pixels),
+            verify_mod.QueryKeypoints(pixels),
             [(h.path, h.mirrored) for h in top],
             lambda p: to_pixels(p, side),
         )

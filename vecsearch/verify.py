@@ -20,6 +20,7 @@ candidate whose file cannot be read keeps its place and says it was not verified
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -168,14 +169,20 @@ def _textured(grey: np.ndarray) -> np.ndarray:
     return var > FLAT**2
 
 
-@dataclass(frozen=True)
 class QueryKeypoints:
-    straight: Keypoints
-    mirrored: Keypoints
+    """A query's keypoints, and its mirror image's, found when a candidate first needs them (most
+    candidates are found straight, and a duplicate group's always are)."""
 
-    @classmethod
-    def of(cls, pixels: np.ndarray) -> QueryKeypoints:
-        return cls(keypoints(pixels), keypoints(np.ascontiguousarray(pixels[:, ::-1])))
+    def __init__(self, pixels: np.ndarray):
+        self.pixels = pixels
+
+    @functools.cached_property
+    def straight(self) -> Keypoints:
+        return keypoints(self.pixels)
+
+    @functools.cached_property
+    def mirrored(self) -> Keypoints:
+        return keypoints(np.ascontiguousarray(self.pixels[:, ::-1]))
 
     def match(self, candidate: Keypoints, mirrored: bool) -> Check:
         """The check against the candidate: of the query, or of its mirror image when the candidate
@@ -199,6 +206,8 @@ def evidence(
         except (OSError, ValueError):  # ImageError is a ValueError
             return None
 
+    for side in {mirrored for _, mirrored in candidates}:  # found here, not by two threads at once
+        _ = query.mirrored if side else query.straight
     if len(candidates) < 4 or workers <= 1:
         return [one(c) for c in candidates]
     with ThreadPoolExecutor(workers) as pool:
