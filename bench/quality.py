@@ -211,11 +211,11 @@ def _stability(s: dict) -> list[str]:
             [
                 f"{r['parts']} random 50-image parts, same make-up, the whole set's encoder",
                 "",
-                f"{r['pairs']} same pairs moved {r['moved mean']:.1f} points on average (p90 "
-                f"{r['moved p90']:.1f}, "
-                f"max {r['moved max']:.1f})",
+                _moved(r),
             ]
         )
+        if "verify" in r:
+            rows.append(["the same parts and pairs with `--verify`", "", _moved(r["verify"])])
     if "small" in s:
         r = s["small"]
         for size, kinds in r["sizes"].items():
@@ -314,6 +314,13 @@ def _stability(s: dict) -> list[str]:
     return out
 
 
+def _moved(r: dict) -> str:
+    return (
+        f"{r['pairs']} same pairs moved {r['moved mean']:.1f} points on average (p90 {r['moved p90']:.1f}, "
+        f"max {r['moved max']:.1f}; {r['moved over 5']} over 5)"
+    )
+
+
 def steadiness(data_root: Path, work: Path, results: dict, verify: bool = True) -> dict:
     """The stability figures (bench/stability.py) of the sets that were built."""
     t0 = time.time()
@@ -322,7 +329,7 @@ def steadiness(data_root: Path, work: Path, results: dict, verify: bool = True) 
         copies = load_labelled_set(data_root / "copies")
         built = work / "quality-copies"
         out["renamed"] = stability.renamed(copies, work / "stability", built)
-        out["sizes"] = stability.sizes(copies, work / "stability", built)
+        out["sizes"] = stability.sizes(copies, work / "stability", built, verify=verify)
         out["small"] = stability.small_collections(copies, work / "stability", built)
         out["tiny"] = stability.tiny(copies, work / "stability", stability.strangers(data_root), built)
         out["outside"] = stability.outside(data_root, work / "stability", stability.strangers(data_root))

@@ -85,27 +85,40 @@ def _part(data: LabelledSet, size: int, rng) -> list[str]:
     return part + list(rng.choice(single, size - len(part), replace=False))
 
 
-def sizes(data: LabelledSet, work: Path, index_dir: Path, parts: int = 5, size: int = 50) -> dict:
+def sizes(
+    data: LabelledSet, work: Path, index_dir: Path, parts: int = 5, size: int = 50, verify: bool = False
+) -> dict:
     """Random ``size``-image parts of the set (its make-up kept), built with the whole set's encoder:
-    how far the same query-hit pairs' percentages move between a part and the whole set."""
+    how far the same query-hit pairs' percentages move between a part and the whole set; with
+    ``verify``, the same parts' pairs with verification on too (``"verify"``)."""
     whole = vecsearch.open(index_dir)
     groups = dict(zip(data.paths, data.groups))
     rng = np.random.default_rng(0)
-    moved = []
+    moved: dict[bool, list[float]] = {False: [], True: []}
     for n in range(parts):
         part = _part(data, size, rng)
         small = vecsearch.build(part, work / f"size-{n}", encoder=whole.encoder, quiet=True)
         queries = [p for p in part if (data.groups == groups[p]).sum() > 1]
-        for a, b in zip(small.search_many(queries, k=10), whole.search_many(queries, k=50)):
-            in_whole = {h.path: h.similarity for h in b}
-            moved += [abs(h.similarity - in_whole[h.path]) for h in a if h.path in in_whole]
-    return {
-        "parts": parts,
-        "pairs": len(moved),
-        "moved mean": float(np.mean(moved)),
-        "moved p90": float(np.percentile(moved, 90)),
-        "moved max": float(np.max(moved)),
+        for checked in (False, True) if verify else (False,):
+            found = zip(
+                small.search_many(queries, k=10, verify=checked),
+                whole.search_many(queries, k=50, verify=checked),
+            )
+            for a, b in found:
+                in_whole = {h.path: h.similarity for h in b}
+                moved[checked] += [abs(h.similarity - in_whole[h.path]) for h in a if h.path in in_whole]
+    figures = {
+        checked: {
+            "pairs": len(m),
+            "moved mean": float(np.mean(m)),
+            "moved p90": float(np.percentile(m, 90)),
+            "moved max": float(np.max(m)),
+            "moved over 5": int(np.sum(np.array(m) > 5)),
+        }
+        for checked, m in moved.items()
+        if m
     }
+    return {"parts": parts, **figures[False], **({"verify": figures[True]} if verify else {})}
 
 
 def small_collections(
