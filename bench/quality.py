@@ -154,7 +154,8 @@ def _calibration(name: str, r: dict) -> list[str]:
         "\nThe same hits under calibrations refitted on other random draws of sources and edits (seeds "
         f"1–{len(every) - 1}; the build's is seed 0): "
         f"ECE {', '.join(f'{e:.3f}' for e in v['ECE_other_seeds'])}; over all {len(every)}: mean "
-        f"{np.mean(every):.3f}, sd {np.std(every):.3f}.\n\n"
+        f"{np.mean(every):.3f}, sd {np.std(every):.3f}, range {max(every) - min(every):.3f} "
+        "(target ≤ 0.010).\n\n"
     )
     rows = []
     for method in ("vecsearch", "vecsearch --verify"):

@@ -51,6 +51,8 @@ from .images import load as load_image
 from .stages import stage
 
 SAMPLE = 200
+COPIES = 800  # edited copies of the sources in all, about
+MIN_COPIES = 4  # of each source
 K = 10  # hits per copy that can be negatives
 COPY_BATCH = 8  # sources per executor task
 #: The share of true matches the fit assumes among a query's top hits (bench/TUNING.md).
@@ -105,9 +107,10 @@ class CopyPlan:
 
 
 def copies_per_source(sources: int) -> int:
-    """Edited copies per source: two at least (a copy and another copy of the same photo are a
-    positive too), more in a small collection, for about 400 in all."""
-    return max(2, min(10, -(-400 // max(1, sources))))
+    """Edited copies per source: four at least (a copy and another copy of the same photo are a
+    positive too; with two, which sources were drawn moved the ECE by 2 points: bench/TUNING.md),
+    more in a small collection, for about COPIES in all."""
+    return max(MIN_COPIES, min(10, -(-COPIES // max(1, sources))))
 
 
 def copy_plan(n_paths: int, seed: int = 0) -> CopyPlan:
