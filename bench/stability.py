@@ -60,12 +60,18 @@ def renamed(data: LabelledSet, work: Path, index_dir: Path) -> dict:
     s_new, r_new, h_new = _top10(new, data.paths, groups, [new_name[q] for q in queries])
     back = {v: k for k, v in new_name.items()}
     moved = [abs(s - a[back[p]]) for a, b in zip(h_old, h_new) for p, s in b.items() if back[p] in a]
+    return {"ECE": reliability(s_old, r_old)[1], "ECE renamed": reliability(s_new, r_new)[1], **_moved(moved)}
+
+
+def _moved(moved: list[float]) -> dict:
+    """How far the same pairs' percentages moved, in points."""
+    m = np.array(moved)
     return {
-        "ECE": reliability(s_old, r_old)[1],
-        "ECE renamed": reliability(s_new, r_new)[1],
-        "pairs": len(moved),
-        "moved mean": float(np.mean(moved)),
-        "moved p90": float(np.percentile(moved, 90)),
+        "pairs": len(m),
+        "moved mean": float(m.mean()),
+        "moved p90": float(np.percentile(m, 90)),
+        "moved max": float(m.max()),
+        "moved over 5": int((m > 5).sum()),
     }
 
 
@@ -94,12 +100,12 @@ def sizes(
     whole = vecsearch.open(index_dir)
     groups = dict(zip(data.paths, data.groups))
     rng = np.random.default_rng(0)
-    moved: dict[bool, list[float]] = {False: [], True: []}
+    moved: dict[bool, list[float]] = {checked: [] for checked in ((False, True) if verify else (False,))}
     for n in range(parts):
         part = _part(data, size, rng)
         small = vecsearch.build(part, work / f"size-{n}", encoder=whole.encoder, quiet=True)
         queries = [p for p in part if (data.groups == groups[p]).sum() > 1]
-        for checked in (False, True) if verify else (False,):
+        for checked in moved:
             found = zip(
                 small.search_many(queries, k=10, verify=checked),
                 whole.search_many(queries, k=50, verify=checked),
@@ -107,18 +113,7 @@ def sizes(
             for a, b in found:
                 in_whole = {h.path: h.similarity for h in b}
                 moved[checked] += [abs(h.similarity - in_whole[h.path]) for h in a if h.path in in_whole]
-    figures = {
-        checked: {
-            "pairs": len(m),
-            "moved mean": float(np.mean(m)),
-            "moved p90": float(np.percentile(m, 90)),
-            "moved max": float(np.max(m)),
-            "moved over 5": int(np.sum(np.array(m) > 5)),
-        }
-        for checked, m in moved.items()
-        if m
-    }
-    return {"parts": parts, **figures[False], **({"verify": figures[True]} if verify else {})}
+    return {"parts": parts, **_moved(moved[False]), **({"verify": _moved(moved[True])} if verify else {})}
 
 
 def small_collections(

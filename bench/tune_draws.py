@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import vecsearch
+from bench.stability import precision_recall
 from vecsearch import calibrate
 from vecsearch.calibration import reliability
 from vecsearch.evaluate import evaluate_search, load_labelled_set, refit
@@ -37,8 +38,9 @@ def draws(index, distance: np.ndarray, relevant: np.ndarray, setting: tuple[int,
     for seed in SEEDS:
         stated = refit(index, seed).percent_at(distance)
         eces.append(reliability(stated, relevant)[1])
-        r70.append(float((stated[relevant] >= 70).mean()))
-        r90.append(float((stated[relevant] >= 90).mean()))
+        found = precision_recall(stated, relevant)
+        r70.append(found["R@70"])
+        r90.append(found["R@90"])
     return {
         "ECE": eces,
         "R@70": (np.mean(r70), np.std(r70)),
