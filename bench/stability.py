@@ -95,7 +95,8 @@ def sizes(
     data: LabelledSet, work: Path, index_dir: Path, parts: int = 5, size: int = 50, verify: bool = False
 ) -> dict:
     """Random ``size``-image parts of the set (its make-up kept), built with the whole set's encoder:
-    how far the same query-hit pairs' percentages move between a part and the whole set; with
+    how far the same query-hit pairs' percentages (the top-10 hits in the part, the query left out)
+    move between a part and the whole set; with
     ``verify``, the same parts' pairs with verification on too (``"verify"``)."""
     whole = vecsearch.open(index_dir)
     groups = dict(zip(data.paths, data.groups))
@@ -107,12 +108,14 @@ def sizes(
         queries = [p for p in part if (data.groups == groups[p]).sum() > 1]
         for checked in moved:
             found = zip(
-                small.search_many(queries, k=10, verify=checked),
-                whole.search_many(queries, k=50, verify=checked),
+                queries,
+                small.search_many(queries, k=11, verify=checked),
+                whole.search_many(queries, k=51, verify=checked),
             )
-            for a, b in found:
+            for q, a, b in found:
                 in_whole = {h.path: h.similarity for h in b}
-                moved[checked] += [abs(h.similarity - in_whole[h.path]) for h in a if h.path in in_whole]
+                top = [h for h in a if h.path != q][:10]
+                moved[checked] += [abs(h.similarity - in_whole[h.path]) for h in top if h.path in in_whole]
     return {"parts": parts, **_moved(moved[False]), **({"verify": _moved(moved[True])} if verify else {})}
 
 

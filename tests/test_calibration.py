@@ -203,7 +203,8 @@ def test_unrelated_photos_stay_low_in_20_image_parts_of_the_copy_set(copy_set, t
 @pytest.mark.slow
 def test_the_same_pair_scores_alike_in_a_small_and_a_large_index(copy_set, tmp_path):
     """A random 50-image part of the copy-detection set, whole groups and distractors in the same
-    proportions, against the whole set: the same query-hit pairs' percentages."""
+    proportions, against the whole set: the same query-hit pairs' percentages (the query itself is not
+    a hit)."""
     root, large = copy_set
     rows = _rows(root, "groups.csv")
     by_group: dict[str, list[str]] = {}
@@ -222,9 +223,9 @@ def test_the_same_pair_scores_alike_in_a_small_and_a_large_index(copy_set, tmp_p
     small = vecsearch.build(part, tmp_path / "small", encoder=large.encoder, quiet=True)  # the same vectors
     queries = [p for p in part if len(by_group[next(g for g, m in by_group.items() if p in m)]) > 1]
     moved = []
-    for a, b in zip(small.search_many(queries, k=5), large.search_many(queries, k=30)):
+    for q, a, b in zip(queries, small.search_many(queries, k=6), large.search_many(queries, k=31)):
         in_large = {h.path: h.similarity for h in b}
-        moved += [abs(h.similarity - in_large[h.path]) for h in a if h.path in in_large]
+        moved += [abs(h.similarity - in_large[h.path]) for h in a if h.path != q and h.path in in_large]
     assert moved and np.mean(moved) <= 5, (np.mean(moved), len(moved))
 
 
