@@ -49,6 +49,19 @@ def test_a_copy_verifies_and_agrees_with_its_photo(photos, kind):
     assert compared >= len(photos) - 1
 
 
+@pytest.mark.parametrize("query", ["the thumbnail", "the photo"])
+def test_a_thumbnail_verifies_and_agrees_with_its_photo_either_way(photos, query):
+    """Half the photo's working size: its keypoints sit on a coarser grain and its pixels are
+    blurrier, and neither may count against it, whichever of the two is the query."""
+    for img in photos:
+        photo = working(img)
+        thumbnail = cv2.resize(photo, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        pair = (thumbnail, photo) if query == "the thumbnail" else (photo, thumbnail)
+        check = verify.match(*(verify.keypoints(x) for x in pair))
+        assert check.verified and check.agreement > 0.95 and check.residual < 0.8, check
+        assert verify.adjusted(40.0, check) >= 70.0, check
+
+
 def test_other_photos_do_not_agree_even_when_aligned(photos):
     a, b = (working(img) for img in photos[:2])
     b = cv2.resize(b, (a.shape[1], a.shape[0]))

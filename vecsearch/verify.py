@@ -33,7 +33,9 @@ from .features.orb import MIN_SIDE
 MIN_INLIERS = 20
 DEPTH = 20  # candidates verified per query
 RATIO = 0.8  # Lowe's ratio test
-RANSAC_PIXELS = 5.0  # reprojection error of an inlier, at the working size (≤ 320 px)
+RANSAC_PIXELS = (
+    5.0  # reprojection error of an inlier, in the larger picture's pixels at the working size (≤ 320)
+)
 RANSAC_ITERATIONS = 500
 N_FEATURES = 1000
 
@@ -43,6 +45,7 @@ MIN_BLOCKS = 4  # blocks inside the overlap needed for an agreement
 CLIPPED = 2  # grey levels this near 0 or 255 are left out of the agreement
 FLAT = 2.0  # grey levels: a standard deviation under it is a flat fill
 BLUR = 2.0  # sigma, in working-size pixels, before the grey levels are compared
+MAX_STRETCH = 4.0  # the finer picture is blurred to the other's grain, as if at most this much finer
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ def keypoints(pixels: np.ndarray, n_features: int | None = None) -> Keypoints:
 def match(a: Keypoints, b: Keypoints) -> Check:
     """RANSAC homography inliers among the ratio-tested matches of a to b (0 if too few) and, where
     they verify the pair, the agreement of the two pictures aligned by that homography and the
-    inliers' residual."""
+    inliers' residual. The homography maps onto the picture of more pixels: RANSAC's tolerance is in
+    its target's pixels, which a thumbnail's would loosen."""
     if len(a.descriptors) < 4 or len(b.descriptors) < 4:
         return Check(0)
     pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
@@ -93,22 +97,35 @@ def match(a: Keypoints, b: Keypoints) -> Check:
     if len(good) < MIN_INLIERS:  # cannot be verified: no need to know how few would be inliers
         return Check(len(good) if len(good) < 4 else min(len(good), MIN_INLIERS - 1))
     ia, ib = np.intp([m.queryIdx for m in good]), np.intp([m.trainIdx for m in good])
-    src, dst = a.points[ia], b.points[ib]
+    larger_a = a.grey is not None and b.grey is not None and a.grey.size > b.grey.size
+    (source, i), (target, j) = ((b, ib), (a, ia)) if larger_a else ((a, ia), (b, ib))
+    src, dst = source.points[i], target.points[j]
     h, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PIXELS, maxIters=RANSAC_ITERATIONS)
     found = int(mask.sum()) if mask is not None else 0
     if found < MIN_INLIERS or a.grey is None or b.grey is None:
         return Check(found)
     inlier = mask.ravel() > 0
-    scales = np.sqrt(a.scales[ia[inlier]] * b.scales[ib[inlier]])
-    return Check(found, agreement(a, b, h), residual(src[inlier], dst[inlier], h, scales))
+    found_residual = residual(src[inlier], dst[inlier], h, source.scales[i[inlier]], target.scales[j[inlier]])
+    return Check(found, agreement(source, target, h), found_residual)
 
 
-def residual(src: np.ndarray, dst: np.ndarray, h: np.ndarray, scales: np.ndarray) -> float:
+def stretch(h: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """How many pixels of the target one pixel at each of ``points`` becomes under the homography
+    ``h``: the square root of its Jacobian's determinant, det(h) / w³."""
+    w = points @ h[2, :2] + h[2, 2]
+    return np.sqrt(np.abs(np.linalg.det(h)) / np.maximum(np.abs(w), 1e-9) ** 3)
+
+
+def residual(
+    src: np.ndarray, dst: np.ndarray, h: np.ndarray, src_scales: np.ndarray, dst_scales: np.ndarray
+) -> float:
     """The median distance of the matched points ``dst`` from ``src`` moved by ``h``, each in units
-    of its keypoints' pyramid scale, the grain at which ORB places them: an edited copy is mapped
-    exactly by one homography, so only that grain is left; another shot is not."""
+    of the grain at which ORB places its two keypoints (their pyramid scales, the source's as ``h``
+    stretches it, so that a thumbnail's coarser grain is not taken for a stray): an edited copy is
+    mapped exactly by one homography, so only that grain is left; another shot is not."""
     moved = cv2.perspectiveTransform(src.reshape(1, -1, 2), h).reshape(-1, 2)
-    return float(np.median(np.linalg.norm(moved - dst, axis=1) / scales))
+    grain = np.sqrt(((stretch(h, src) * src_scales) ** 2 + dst_scales**2) / 2)
+    return float(np.median(np.linalg.norm(moved - dst, axis=1) / grain))
 
 
 def agreement(a: Keypoints, b: Keypoints, a_to_b: np.ndarray) -> float | None:
@@ -121,18 +138,20 @@ def agreement(a: Keypoints, b: Keypoints, a_to_b: np.ndarray) -> float | None:
         b_to_a = np.linalg.inv(a_to_b)
     except np.linalg.LinAlgError:
         return None
-    a, b = _comparable(a.grey), _comparable(b.grey)
+    centre = np.float64([[a.grey.shape[1] / 2, a.grey.shape[0] / 2]])
+    s = float(np.clip(stretch(a_to_b, centre)[0], 1 / MAX_STRETCH, MAX_STRETCH))  # a's pixel in b's pixels
+    a, b = _comparable(a.grey, BLUR * max(1.0, 1.0 / s)), _comparable(b.grey, BLUR * max(1.0, s))
     views = [_aligned(a, b, a_to_b), _aligned(b, a, b_to_a)]
     warped, target, inside = max(views, key=lambda v: v[2].mean())
     return _block_median(warped, target, inside)
 
 
-def _comparable(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The grey levels blurred by BLUR, and where they are usable (uint8): not clipped, nor next to
-    clipped ones, which a strong tone edit crushes."""
+def _comparable(grey: np.ndarray, blur: float) -> tuple[np.ndarray, np.ndarray]:
+    """The grey levels blurred by ``blur``, and where they are usable (uint8): not clipped, nor next
+    to clipped ones, which a strong tone edit crushes."""
     clipped = ((grey <= CLIPPED) | (grey >= 255 - CLIPPED)).astype(np.uint8)
     usable = 1 - cv2.dilate(clipped, np.ones((7, 7), np.uint8))
-    return cv2.GaussianBlur(grey, (0, 0), BLUR).astype(np.float32), usable
+    return cv2.GaussianBlur(grey, (0, 0), blur).astype(np.float32), usable
 
 
 def _aligned(moving: tuple, fixed: tuple, h: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -220,8 +239,8 @@ def evidence(
 #: with too little overlap to compare the pictures has the vector's odds times PASSED_RATIO, how much
 #: more often a copy passes than another picture does, measured on the shared copy-detection set's
 #: top-10 hits (bench/TUNING.md: a share fitted as for the others read different objects high).
-FAILED_WEIGHT = 0.454
-FAILED_BIAS = -3.592
+FAILED_WEIGHT = 0.489
+FAILED_BIAS = -3.587
 PASSED_RATIO = 18.0
 #: A verified hit whose agreement is known: its log-odds are AGREEMENT_WEIGHT * atanh(agreement) +
 #: RESIDUAL_WEIGHT * residual + BIAS, the agreement clipped to AGREEMENT_CLIP (the clip of least
@@ -229,10 +248,10 @@ PASSED_RATIO = 18.0
 #: Holidays scenes the copy set did not take, where copies and other shots of a scene both verify and
 #: the vector cannot tell them apart (beside the two its fitted weight is nil), so it is left out
 #: (``python -m bench.tune_agreement``, bench/TUNING.md).
-AGREEMENT_WEIGHT = 2.293
-RESIDUAL_WEIGHT = -3.151
-BIAS = -1.384
-AGREEMENT_CLIP = 0.995
+AGREEMENT_WEIGHT = 2.423
+RESIDUAL_WEIGHT = -3.876
+BIAS = -1.765
+AGREEMENT_CLIP = 0.997
 
 
 def adjusted(percent: float, check: Check | None) -> float:
@@ -256,7 +275,7 @@ def vector_log_odds(percent: float | np.ndarray) -> float | np.ndarray:
 
 def verified_log_odds(agreement: float | np.ndarray, residual: float | np.ndarray) -> float | np.ndarray:
     """Log-odds that a verified pair of this agreement and residual is a copy, where copies are as
-    large a share of the verified pairs as in the fit's (0.829: bench/TUNING.md)."""
+    large a share of the verified pairs as in the fit's (0.830: bench/TUNING.md)."""
     z = np.arctanh(np.clip(agreement, -AGREEMENT_CLIP, AGREEMENT_CLIP))
     return AGREEMENT_WEIGHT * z + RESIDUAL_WEIGHT * residual + BIAS
 
