@@ -210,7 +210,8 @@ def _stability(s: dict) -> list[str]:
         r = s["sizes"]
         rows.append(
             [
-                f"{r['parts']} random 50-image parts, same make-up, the whole set's encoder",
+                f"{r['parts']} random 50-image parts, same make-up, the whole set's encoder, "
+                "the query not its own hit",
                 "",
                 _moved(r),
             ]
