@@ -96,8 +96,8 @@ def sizes(
 ) -> dict:
     """Random ``size``-image parts of the set (its make-up kept), built with the whole set's encoder:
     how far the same query-hit pairs' percentages (the top-10 hits in the part, the query left out)
-    move between a part and the whole set; with
-    ``verify``, the same parts' pairs with verification on too (``"verify"``)."""
+    move between a part and the whole set; with ``verify``, the same parts' pairs with verification
+    on too (``"verify"``)."""
     whole = vecsearch.open(index_dir)
     groups = dict(zip(data.paths, data.groups))
     rng = np.random.default_rng(0)

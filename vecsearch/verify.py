@@ -33,9 +33,7 @@ from .features.orb import MIN_SIDE
 MIN_INLIERS = 20
 DEPTH = 20  # candidates verified per query
 RATIO = 0.8  # Lowe's ratio test
-RANSAC_PIXELS = (
-    5.0  # reprojection error of an inlier, in the larger picture's pixels at the working size (≤ 320)
-)
+RANSAC_PIXELS = 5.0  # an inlier's reprojection error, in the larger picture's pixels (working size)
 RANSAC_ITERATIONS = 500
 N_FEATURES = 1000
 
@@ -129,11 +127,12 @@ def residual(
 
 
 def agreement(a: Keypoints, b: Keypoints, a_to_b: np.ndarray) -> float | None:
-    """How alike two pictures' grey levels are once aligned: ``a`` is warped onto ``b`` (or ``b``
-    onto ``a``, whichever covers more of the other), and the median over the blocks of the overlap
-    of their correlation is taken. A median, so that a stamp, a border or a blurred corner does not
-    count against a copy. A block counts where half of it is overlap that is neither flat nor
-    clipped; None where fewer than MIN_BLOCKS do (too little to compare)."""
+    """How alike two pictures' grey levels are once aligned: the finer of the two is blurred to the
+    other's grain, ``a`` is warped onto ``b`` (or ``b`` onto ``a``, whichever covers more of the
+    other), and the median over the blocks of the overlap of their correlation is taken. A median,
+    so that a stamp, a border or a blurred corner does not count against a copy. A block counts
+    where half of it is overlap that is neither flat nor clipped; None where fewer than MIN_BLOCKS
+    do (too little to compare)."""
     try:
         b_to_a = np.linalg.inv(a_to_b)
     except np.linalg.LinAlgError:
