@@ -107,15 +107,11 @@ def sizes(
         small = vecsearch.build(part, work / f"size-{n}", encoder=whole.encoder, quiet=True)
         queries = [p for p in part if (data.groups == groups[p]).sum() > 1]
         for checked in moved:
-            found = zip(
-                queries,
-                small.search_many(queries, k=11, verify=checked),
-                whole.search_many(queries, k=51, verify=checked),
-            )
-            for q, a, b in found:
-                in_whole = {h.path: h.similarity for h in b}
-                top = [h for h in a if h.path != q][:10]
-                moved[checked] += [abs(h.similarity - in_whole[h.path]) for h in top if h.path in in_whole]
+            in_part = _top10(small, part, groups, queries, verify=checked)[2]
+            in_whole = _top10(whole, data.paths, groups, queries, k=50, verify=checked)[2]
+            moved[checked] += [
+                abs(s - w[p]) for a, w in zip(in_part, in_whole) for p, s in a.items() if p in w
+            ]
     return {"parts": parts, **_moved(moved[False]), **({"verify": _moved(moved[True])} if verify else {})}
 
 
