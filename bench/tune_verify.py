@@ -3,7 +3,7 @@
     python -m bench.tune_verify [--data /work/shared/data]
 
 One real build per set (default settings). For every query, its vector ranking and, for each of
-its top 30 candidates, the RANSAC inliers of the query's keypoints and of its mirror image's are
+its top 30 candidates, the homography inliers of the query's keypoints and of its mirror image's are
 computed once (``vecsearch.verify``; cached in bench/work). Then each setting reorders the rankings
 as ``verify.rerank`` would: verified = at least THRESHOLD inliers among the top DEPTH, moved ahead
 in vector order or most inliers first. The table it prints is in bench/TUNING.md.

@@ -97,6 +97,24 @@ def test_a_picture_bent_off_one_homography_strays_from_it_more_than_a_resized_co
     assert strays(lambda img: jpeg(img, 80)) < 0.2  # not resampled: the keypoints land where they were
 
 
+def test_a_homography_that_folds_or_flattens_the_picture_verifies_nothing(photos):
+    """A copy's homography is a view's; a fit that collapses the picture onto a line (as one did on
+    a recoloured copy's 21 matches, all in one corner) or mirrors it is not, however many inliers."""
+    img = working(photos[0])
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, min(img.shape[:2]), (50, 2)).astype(np.float32)
+    tilted = cv2.getPerspectiveTransform(
+        np.float32([[0, 0], [100, 0], [100, 100], [0, 100]]),
+        np.float32([[5, 3], [98, 8], [103, 96], [2, 104]]),
+    )
+    collapsed = np.array([[-0.305, -0.121, 46.1], [-0.440, -0.175, 66.4], [-0.0066, -0.0026, 1.0]])
+    mirror = np.array([[-1.0, 0.0, img.shape[1]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert verify.plausible(np.eye(3), points) and verify.plausible(tilted, points)
+    assert verify.plausible(np.diag([0.3, 0.3, 1.0]), points)  # a thumbnail's
+    assert not verify.plausible(collapsed, points) and not verify.plausible(mirror, points)
+    assert not verify.plausible(None, points)
+
+
 def test_a_check_moves_the_percentage_by_what_it_found():
     assert verify.adjusted(60.0, None) == 60.0  # not checked
     assert verify.adjusted(60.0, verify.Check(5)) < 5.0  # failed

@@ -1,10 +1,13 @@
 """Geometric verification: whether a query and a candidate show the same picture, by their keypoints.
 
 ORB keypoints of both (at the encoder's working size) are matched by Hamming distance with Lowe's
-ratio test, and a RANSAC homography is fitted to the matches; its inliers decide whether the pair is
-verified. A candidate with at least ``MIN_INLIERS`` is (pairs of unrelated photos get 4–11 by
-chance, and with 12 or 15 too many other views of an object passed on UKBench). A candidate found
-through the query's mirror image is matched with the mirror's keypoints.
+ratio test, and a homography is fitted to the matches (OpenCV's ``USAC_ACCURATE``: MSAC's scoring
+and graph-cut local optimisation, which place it more closely than plain RANSAC); its inliers
+decide whether the pair is verified. A candidate with at least ``MIN_INLIERS`` is (pairs of
+unrelated photos get 4–11 by chance, and with 12 or 15 too many other views of an object passed on
+UKBench). A homography that folds or flattens the picture where its inliers are is no view of it,
+and verifies nothing. A candidate found through the query's mirror image is matched with the
+mirror's keypoints.
 
 Another shot of the same scene or object passes as easily as a copy: its keypoints on the object
 fit one homography too. What tells them apart is the rest of the picture. Aligned by that
@@ -33,8 +36,9 @@ from .features.orb import MIN_SIDE
 MIN_INLIERS = 20
 DEPTH = 20  # candidates verified per query
 RATIO = 0.8  # Lowe's ratio test
-RANSAC_PIXELS = 5.0  # an inlier's reprojection error, in the larger picture's pixels (working size)
-RANSAC_ITERATIONS = 500
+INLIER_PIXELS = 5.0  # an inlier's reprojection error, in the larger picture's pixels (working size)
+ITERATIONS = 500  # of the homography's robust fit
+MAX_ANISOTROPY = 4.0  # of the homography's Jacobian at its inliers: more flattens the picture
 N_FEATURES = 1000
 
 
@@ -44,6 +48,7 @@ CLIPPED = 2  # grey levels this near 0 or 255 are left out of the agreement
 FLAT = 2.0  # grey levels: a standard deviation under it is a flat fill
 BLUR = 2.0  # sigma, in working-size pixels, before the grey levels are compared
 MAX_STRETCH = 4.0  # the finer picture is blurred to the other's grain, as if at most this much finer
+COVER_MARGIN = 0.05  # of the target: eroding the warped border costs a thumbnail a few hundredths
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,10 @@ def keypoints(pixels: np.ndarray, n_features: int | None = None) -> Keypoints:
 
 
 def match(a: Keypoints, b: Keypoints) -> Check:
-    """RANSAC homography inliers among the ratio-tested matches of a to b (0 if too few) and, where
-    they verify the pair, the agreement of the two pictures aligned by that homography and the
-    inliers' residual. The homography maps onto the picture of more pixels: RANSAC's tolerance is in
-    its target's pixels, which a thumbnail's would loosen."""
+    """The homography's inliers among the ratio-tested matches of a to b (0 if too few, or if it is no
+    view's: ``plausible``) and, where they verify the pair, the agreement of the two pictures
+    aligned by that homography and the inliers' residual. The homography maps onto the picture of
+    more pixels: the inliers' tolerance is in its target's pixels, which a thumbnail's would loosen."""
     if len(a.descriptors) < 4 or len(b.descriptors) < 4:
         return Check(0)
     pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
@@ -98,13 +103,29 @@ def match(a: Keypoints, b: Keypoints) -> Check:
     larger_a = a.grey is not None and b.grey is not None and a.grey.size > b.grey.size
     (source, i), (target, j) = ((b, ib), (a, ia)) if larger_a else ((a, ia), (b, ib))
     src, dst = source.points[i], target.points[j]
-    h, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PIXELS, maxIters=RANSAC_ITERATIONS)
-    found = int(mask.sum()) if mask is not None else 0
+    h, mask = cv2.findHomography(src, dst, cv2.USAC_ACCURATE, INLIER_PIXELS, maxIters=ITERATIONS)
+    inlier = mask.ravel() > 0 if mask is not None else np.zeros(len(good), bool)
+    found = int(inlier.sum()) if plausible(h, src[inlier]) else 0
     if found < MIN_INLIERS or a.grey is None or b.grey is None:
         return Check(found)
-    inlier = mask.ravel() > 0
     found_residual = residual(src[inlier], dst[inlier], h, source.scales[i[inlier]], target.scales[j[inlier]])
     return Check(found, agreement(source, target, h), found_residual)
+
+
+def plausible(h: np.ndarray | None, points: np.ndarray) -> bool:
+    """Whether the homography ``h`` can be a view of the picture where its inliers ``points`` are:
+    its Jacobian at their centre neither folds it (a mirror image is matched as such) nor squeezes
+    one direction MAX_ANISOTROPY times more than the other. A degenerate fit (a few matches in a
+    cluster, the picture collapsed onto a line) can gather MIN_INLIERS and verify nothing."""
+    if h is None or len(points) < 4:
+        return False
+    centre = np.r_[points.mean(axis=0), 1.0]
+    w = float(h[2] @ centre)
+    if abs(w) < 1e-9:
+        return False
+    jacobian = (h[:2, :2] - np.outer(h[:2] @ centre / w, h[2, :2])) / w
+    singular = np.linalg.svd(jacobian, compute_uv=False)
+    return bool(np.linalg.det(jacobian) > 0 and singular[0] <= MAX_ANISOTROPY * singular[1])
 
 
 def stretch(h: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -128,11 +149,12 @@ def residual(
 
 def agreement(a: Keypoints, b: Keypoints, a_to_b: np.ndarray) -> float | None:
     """How alike two pictures' grey levels are once aligned: the finer of the two is blurred to the
-    other's grain, ``a`` is warped onto ``b`` (or ``b`` onto ``a``, whichever covers more of the
-    other), and the median over the blocks of the overlap of their correlation is taken. A median,
-    so that a stamp, a border or a blurred corner does not count against a copy. A block counts
-    where half of it is overlap that is neither flat nor clipped; None where fewer than MIN_BLOCKS
-    do (too little to compare)."""
+    other's grain and warped onto it (or the coarser onto the finer, where that covers COVER_MARGIN
+    more of its target, as a photo covers its crop: a thumbnail stretched onto its photo disagrees
+    along its border), and the median over the blocks of the overlap of their correlation is taken.
+    A median, so that a stamp, a border or a blurred corner does not count against a copy. A block
+    counts where half of it is overlap that is neither flat nor clipped; None where fewer than
+    MIN_BLOCKS do (too little to compare)."""
     try:
         b_to_a = np.linalg.inv(a_to_b)
     except np.linalg.LinAlgError:
@@ -140,9 +162,10 @@ def agreement(a: Keypoints, b: Keypoints, a_to_b: np.ndarray) -> float | None:
     centre = np.float64([[a.grey.shape[1] / 2, a.grey.shape[0] / 2]])
     s = float(np.clip(stretch(a_to_b, centre)[0], 1 / MAX_STRETCH, MAX_STRETCH))  # a's pixel in b's pixels
     a, b = _comparable(a.grey, BLUR * max(1.0, 1.0 / s)), _comparable(b.grey, BLUR * max(1.0, s))
-    views = [_aligned(a, b, a_to_b), _aligned(b, a, b_to_a)]
-    warped, target, inside = max(views, key=lambda v: v[2].mean())
-    return _block_median(warped, target, inside)
+    onto_a, onto_b = _aligned(b, a, b_to_a), _aligned(a, b, a_to_b)
+    onto_coarser, onto_finer = (onto_a, onto_b) if s >= 1.0 else (onto_b, onto_a)
+    covers_more = onto_finer[2].mean() > onto_coarser[2].mean() + COVER_MARGIN
+    return _block_median(*(onto_finer if covers_more else onto_coarser))
 
 
 def _comparable(grey: np.ndarray, blur: float) -> tuple[np.ndarray, np.ndarray]:
@@ -238,8 +261,8 @@ def evidence(
 #: with too little overlap to compare the pictures has the vector's odds times PASSED_RATIO, how much
 #: more often a copy passes than another picture does, measured on the shared copy-detection set's
 #: top-10 hits (bench/TUNING.md: a share fitted as for the others read different objects high).
-FAILED_WEIGHT = 0.489
-FAILED_BIAS = -3.587
+FAILED_WEIGHT = 0.492
+FAILED_BIAS = -3.564
 PASSED_RATIO = 18.0
 #: A verified hit whose agreement is known: its log-odds are AGREEMENT_WEIGHT * atanh(agreement) +
 #: RESIDUAL_WEIGHT * residual + BIAS, the agreement clipped to AGREEMENT_CLIP (the clip of least
@@ -247,9 +270,9 @@ PASSED_RATIO = 18.0
 #: Holidays scenes the copy set did not take, where copies and other shots of a scene both verify and
 #: the vector cannot tell them apart (beside the two its fitted weight is nil), so it is left out
 #: (``python -m bench.tune_agreement``, bench/TUNING.md).
-AGREEMENT_WEIGHT = 2.423
-RESIDUAL_WEIGHT = -3.876
-BIAS = -1.765
+AGREEMENT_WEIGHT = 2.818
+RESIDUAL_WEIGHT = -3.581
+BIAS = -3.213
 AGREEMENT_CLIP = 0.997
 
 
@@ -274,7 +297,7 @@ def vector_log_odds(percent: float | np.ndarray) -> float | np.ndarray:
 
 def verified_log_odds(agreement: float | np.ndarray, residual: float | np.ndarray) -> float | np.ndarray:
     """Log-odds that a verified pair of this agreement and residual is a copy, where copies are as
-    large a share of the verified pairs as in the fit's (0.830: bench/TUNING.md)."""
+    large a share of the verified pairs as in the fit's (0.828: bench/TUNING.md)."""
     z = np.arctanh(np.clip(agreement, -AGREEMENT_CLIP, AGREEMENT_CLIP))
     return AGREEMENT_WEIGHT * z + RESIDUAL_WEIGHT * residual + BIAS
 
