@@ -11,7 +11,7 @@ import vecsearch
 from vecsearch.check import check
 
 pytestmark = pytest.mark.slow
-TRIALS = 20
+TRIALS = 12  # four of each command; bench/reliability.py runs 40
 
 
 @pytest.fixture(scope="module")
