@@ -245,6 +245,7 @@ def test_calibrate_from_labels_round_trip_and_bad_labels(tmp_path, built, photo_
         "unknown.csv": f"path,group\n{photos[0]},a\n/nowhere/x.jpg,b\n",
         "one-kind.csv": "a,b,same\n" + "".join(f"{photos[0]},{p},1\n" for p in photos[1:]),
         "header.csv": "file,label\nx.jpg,1\n",
+        "no-rows.csv": "path,group\n",
         "too-few.csv": f"path,group\n{photos[0]},a\n{photos[1]},a\n",
     }
     for name, text in bad.items():

@@ -33,7 +33,7 @@ def test_query_formats(built, examples):
     assert [r["rank"] for r in rows] == [1, 2, 3]
     table = list(
         csv.DictReader(
-            io.StringIO(run("query", q, "--index", built.path, "--k", 2, "--format", "csv").stdout)
+            io.StringIO(run("query", q, "--index", built.path, "-k", 2, "--format", "csv").stdout)  # -k: --k
         )
     )
     assert table[0]["path"].endswith("coffee.jpg") and len(table) == 2

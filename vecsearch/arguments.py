@@ -208,6 +208,7 @@ def _parser(opts: list[Option]) -> _Parser:
             parser.add_argument(o.name, nargs="*", default=[])
             continue
         names = [o.flag] + ([f"--{o.name}"] if "_" in o.name else [])  # the Python spelling works too
+        names += [f"-{o.name}"] if len(o.name) == 1 else []  # -k 20, as other tools spell it
         if o.kind is bool:
             parser.add_argument(*names, dest=o.name, action=_Flag, default=None)
         else:
@@ -282,7 +283,8 @@ def help_text(command: str, fn: Callable) -> str:
     for o in opts:
         if o.positional:
             continue
-        name = o.flag if o.kind is bool else f"{o.flag} {o.metavar}"
+        name = (f"-{o.name}, " if len(o.name) == 1 else "") + o.flag
+        name = name if o.kind is bool else f"{name} {o.metavar}"
         out.append(_entry(name, o.help if o.kind is bool else o.described()))
     out.append(_entry("-h, --help", "show this help"))
     for title, body in doc.notes.items():

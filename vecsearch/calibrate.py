@@ -401,12 +401,15 @@ def read_labels(path: str | os.PathLike) -> Labels:
     f = Path(path).expanduser()
     try:
         with open(f, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            rows = list(reader)
     except (OSError, csv.Error) as e:
         raise ValueError(f"{f}: cannot read labels ({e})") from None
     base = f.resolve().parent
     where = lambda p: os.path.abspath(base / os.path.expanduser(p))  # noqa: E731
-    columns = set(rows[0]) if rows else set()
+    columns = set(reader.fieldnames or ())
+    if columns and not rows:
+        raise ValueError(f"{f}: no labels under its header")
     if {"path", "group"} <= columns:
         return Labels(str(f), groups={where(r["path"]): r["group"] for r in rows if r["path"]})
     if {"a", "b", "same"} <= columns:
@@ -436,8 +439,9 @@ def fit_labels(index, labels: Labels, seed: int = 0) -> Calibration:
     )
     unknown = sorted(p for p in named if p not in id_of)
     if unknown:
+        are = "images are" if len(unknown) > 1 else "image is"
         raise ValueError(
-            f"{labels.file}: {len(unknown)} labelled images are not in the index (first: {unknown[0]}); "
+            f"{labels.file}: {len(unknown)} labelled {are} not in the index (first: {unknown[0]}); "
             "label indexed images only"
         )
     rng = np.random.default_rng(seed)
