@@ -4,7 +4,8 @@
 
 Yardsticks: pHash extraction of the same files (what a user could run instead), and the import floor
 of a CLI query (``python -c "import numpy, cv2, faiss, pyarrow"``), which no ``vecsearch query``
-process can beat. Files are read once beforehand so the page cache is warm for every timing.
+process can beat; queries are timed with and without ``--verify``. Files are read once beforehand
+so the page cache is warm for every timing.
 Replaces the ``speed`` section of bench/RESULTS.md.
 """
 
@@ -27,6 +28,7 @@ from bench.results import header, md_table, write_section
 from vecsearch.evaluate import load_labelled_set, phash_bits
 
 FLOOR = "import numpy, cv2, faiss, pyarrow"
+VERIFIED = 200  # queries timed with verification (each checks 20 candidates' files)
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
@@ -106,9 +108,13 @@ def main() -> None:
     for _ in range(args.runs):  # the two kinds alternate round by round, so load hits both alike
         for cached, walls in rounds.items():
             with bytecode(cached) as env:
-                walls.append(median_walls([[sys.executable, "-c", FLOOR], query], 1, env))
+                walls.append(
+                    median_walls([[sys.executable, "-c", FLOOR], query, [*query, "--verify"]], 1, env)
+                )
     cold = {cached: [statistics.median(w) for w in zip(*walls)] for cached, walls in rounds.items()}
     t_many, _ = timed(index.search_many, paths, k=10)
+    checked = paths[:: max(1, n // VERIFIED)]
+    t_verified, _ = timed(index.search_many, checked, k=10, verify=True)
     t_vectors, _ = timed(index.search_vectors, encoded.vectors, k=10)
 
     rows = [
@@ -134,17 +140,25 @@ def main() -> None:
             [
                 *(
                     [
-                        f"`vecsearch query IMG --index DIR` process, {BYTECODE[cached]}, median of "
-                        f"{args.runs} rounds (each: the floor, then the query; the two kinds alternate)",
+                        f"`vecsearch query IMG --index DIR{flag}` process, {BYTECODE[cached]}, median of "
+                        f"{args.runs} rounds (each: the floor, the query, the query with --verify; the two "
+                        "kinds alternate)",
                         f"{1000 * t_query:.0f} ms",
                         f"{t_query / t_floor:.2f}x the {1000 * t_floor:.0f} ms floor",
                     ]
-                    for cached, (t_floor, t_query) in cold.items()
+                    for cached, (t_floor, *t_queries) in cold.items()
+                    for flag, t_query in zip(("", " --verify"), t_queries)
                 ),
                 [
                     f"`Index.search_many` per query ({n} queries, k=10: decode + encode + search)",
                     f"{1000 * t_many / n:.1f} ms",
                     "",
+                ],
+                [
+                    f"`Index.search_many(verify=True)` per query ({len(checked)} of them, k=10: and the top "
+                    "20 candidates' keypoints checked)",
+                    f"{1000 * t_verified / len(checked):.1f} ms",
+                    f"{t_verified / len(checked) / (t_many / n):.1f}x unverified",
                 ],
                 [
                     f"`Index.search_vectors` per query ({n} precomputed vectors, k=10: search + %, paths)",
