@@ -60,6 +60,11 @@ class Option:
         return self.value.metavar + "..." if self.positional else "--" + self.name.replace("_", "-")
 
     @property
+    def short(self) -> str | None:
+        """``-k`` beside ``--k`` for a one-letter option, as other tools spell it."""
+        return f"-{self.name}" if len(self.name) == 1 and not self.positional else None
+
+    @property
     def metavar(self) -> str:
         return "|".join(self.choices) if self.choices else self.value.metavar
 
@@ -208,7 +213,7 @@ def _parser(opts: list[Option]) -> _Parser:
             parser.add_argument(o.name, nargs="*", default=[])
             continue
         names = [o.flag] + ([f"--{o.name}"] if "_" in o.name else [])  # the Python spelling works too
-        names += [f"-{o.name}"] if len(o.name) == 1 else []  # -k 20, as other tools spell it
+        names += [o.short] if o.short else []
         if o.kind is bool:
             parser.add_argument(*names, dest=o.name, action=_Flag, default=None)
         else:
@@ -283,7 +288,7 @@ def help_text(command: str, fn: Callable) -> str:
     for o in opts:
         if o.positional:
             continue
-        name = (f"-{o.name}, " if len(o.name) == 1 else "") + o.flag
+        name = ", ".join(n for n in (o.short, o.flag) if n)
         name = name if o.kind is bool else f"{name} {o.metavar}"
         out.append(_entry(name, o.help if o.kind is bool else o.described()))
     out.append(_entry("-h, --help", "show this help"))
